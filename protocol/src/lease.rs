@@ -1,0 +1,155 @@
+//! Leases: the right to train on one shard slice, from one head, until a deadline. Issued and
+//! signed by a validator; the weight an update gets comes from its lease, never from its author.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{DataError, DatasetManifest};
+use crate::ids::{canonical_bytes, HeadId, LeaseId};
+use crate::signing::{Signable, Signed};
+use crate::update::Runtime;
+use crate::UnixMillis;
+
+/// A chunk-aligned run of records in one training shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardSlice {
+    pub shard: u32,
+    pub first_record: u32,
+    pub count: u32,
+}
+
+/// A lease's body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub experiment: String,
+    /// The round the lease's update is for (the round of `base_head` plus one).
+    pub round: u64,
+    pub base_head: HeadId,
+    pub slice: ShardSlice,
+    /// Peer id of the trainer that may use it.
+    pub holder: String,
+    pub runtime: Runtime,
+    pub issued_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    /// Peer id of the issuing validator.
+    pub issuer: String,
+}
+
+impl Signable for Lease {
+    const DOMAIN: &'static str = "lease";
+}
+
+impl Lease {
+    /// The lease id: the hash of the body.
+    pub fn id(&self) -> LeaseId {
+        LeaseId::of(&canonical_bytes(self))
+    }
+
+    /// Whether the lease is still valid at `now`.
+    pub fn is_live(&self, now: UnixMillis) -> bool {
+        now < self.expires_at
+    }
+}
+
+impl Signed<Lease> {
+    /// The id of the signed lease's body.
+    pub fn id(&self) -> LeaseId {
+        self.body.id()
+    }
+}
+
+/// Cuts the training shards into chunk-aligned slices of about `examples` records and hands
+/// them out in a fixed order, so consecutive leases cover distinct data.
+#[derive(Clone, Debug)]
+pub struct SlicePlan {
+    slices: Vec<ShardSlice>,
+}
+
+impl SlicePlan {
+    /// Plans slices of `examples` records (rounded up to whole chunks) over every training shard.
+    pub fn new(dataset: &DatasetManifest, examples: u32) -> Result<Self, DataError> {
+        let mut slices = Vec::new();
+        for (index, shard) in dataset.train.iter().enumerate() {
+            let chunk = shard.chunk_records.max(1);
+            let len = examples.max(1).div_ceil(chunk) * chunk;
+            let mut first = 0;
+            while first < shard.records {
+                let count = len.min(shard.records - first);
+                shard.check_slice(index as u32, first, count)?;
+                slices.push(ShardSlice { shard: index as u32, first_record: first, count });
+                first += count;
+            }
+        }
+        if slices.is_empty() {
+            return Err(DataError::NoSuchShard { shard: 0, shards: 0 });
+        }
+        Ok(Self { slices })
+    }
+
+    /// The `n`-th slice handed out (cycling over the dataset).
+    pub fn slice(&self, n: u64) -> ShardSlice {
+        self.slices[(n % self.slices.len() as u64) as usize]
+    }
+
+    /// How many distinct slices the plan has.
+    pub fn len(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// Whether the plan has no slices (never, for a valid dataset).
+    pub fn is_empty(&self) -> bool {
+        self.slices.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{RecordLayout, ShardInfo};
+
+    fn dataset(shard_records: &[u32]) -> DatasetManifest {
+        let shard = |n: u32| ShardInfo::describe(&vec![0u8; n as usize * 785], 785, 50);
+        DatasetManifest {
+            name: "t".into(),
+            source: "test".into(),
+            layout: RecordLayout::mnist(),
+            train: shard_records.iter().map(|&n| shard(n)).collect(),
+            validation: shard(100),
+        }
+    }
+
+    #[test]
+    fn slices_are_chunk_aligned_distinct_and_cover_every_record() {
+        let ds = dataset(&[1000, 730]);
+        let plan = SlicePlan::new(&ds, 120).unwrap(); // rounds up to 150
+        let mut covered = vec![0u32; 2];
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..plan.len() as u64 {
+            let s = plan.slice(n);
+            assert!(seen.insert(s), "slice {s:?} handed out twice");
+            assert_eq!(s.first_record % 50, 0);
+            ds.train[s.shard as usize].check_slice(s.shard, s.first_record, s.count).unwrap();
+            covered[s.shard as usize] += s.count;
+        }
+        assert_eq!(covered, vec![1000, 730]);
+        assert_eq!(plan.slice(plan.len() as u64), plan.slice(0), "the plan cycles");
+    }
+
+    #[test]
+    fn a_lease_id_changes_with_any_field() {
+        let lease = Lease {
+            experiment: "e".into(),
+            round: 1,
+            base_head: HeadId::of(b"h"),
+            slice: ShardSlice { shard: 0, first_record: 0, count: 50 },
+            holder: "p".into(),
+            runtime: Runtime::Browser,
+            issued_at: 1,
+            expires_at: 2,
+            issuer: "v".into(),
+        };
+        let mut other = lease.clone();
+        other.slice.first_record = 50;
+        assert_ne!(lease.id(), other.id());
+        assert!(lease.is_live(1) && !lease.is_live(2));
+    }
+}

@@ -23,6 +23,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +33,9 @@ const TRUNK_VERSION: &str = "0.21.14";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const NPM_STAMP: &str = ".bonfire-package-lock.stamp";
+
+/// The repository root: child commands run there, so echoed commands name other directories only.
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", about = "bonfire's developer tasks (set-up, build, run, test, bench)")]
@@ -170,6 +174,7 @@ impl Ctx {
         env::set_var("PATH", env::join_paths(paths).context("building PATH")?);
         env::set_var("CARGO_TARGET_DIR", &target_dir);
 
+        let _ = ROOT.set(root.clone());
         println!("xtask: repo {}", root.display());
         println!("xtask: cache {} (CARGO_TARGET_DIR={})", cache.display(), target_dir.display());
         Ok(Self { root, cache, tools, target_dir })
@@ -539,8 +544,9 @@ fn describe(c: &Command) -> String {
     parts.push(quote(c.get_program()));
     parts.extend(c.get_args().map(quote));
     let mut line = parts.join(" ");
-    if let Some(dir) = c.get_current_dir() {
-        line = format!("(cd {} && {line})", quote(dir.as_os_str()));
+    if let Some(dir) = c.get_current_dir().filter(|d| ROOT.get().map(PathBuf::as_path) != Some(*d)) {
+        let shown = ROOT.get().and_then(|r| dir.strip_prefix(r).ok()).unwrap_or(dir);
+        line = format!("(cd {} && {line})", quote(shown.as_os_str()));
     }
     line
 }

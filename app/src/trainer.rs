@@ -1,0 +1,276 @@
+//! The state of this tab's training, shared by every page: the worker handle, and a view of what
+//! the worker last said. It lives at the app's root so training continues (and the header shows
+//! it) while the user browses the dashboard.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use dioxus::prelude::*;
+use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use futures::StreamExt;
+use protocol::worker::{WorkerCommand, WorkerEvent};
+
+use crate::browser;
+use crate::worker_link::{FromWorker, WorkerLink};
+
+/// How many log lines the Contribute page keeps.
+pub const LOG_LINES: usize = 20;
+/// How many training windows the loss sparkline keeps.
+pub const LOSS_POINTS: usize = 120;
+
+/// Where the worker is in its life, as far as the page knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RunState {
+    #[default]
+    Idle,
+    /// `Start` posted; nothing heard back yet.
+    Starting,
+    Running,
+    /// `Stop` posted; waiting for `Stopped`.
+    Stopping,
+}
+
+/// How a log line should look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tone {
+    Info,
+    Good,
+    Bad,
+}
+
+impl Tone {
+    /// The CSS class of the line.
+    pub fn class(self) -> &'static str {
+        match self {
+            Tone::Info => "info",
+            Tone::Good => "good",
+            Tone::Bad => "bad",
+        }
+    }
+}
+
+/// One line of the worker log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    /// Local time, `HH:MM:SS`.
+    pub at: String,
+    pub text: String,
+    pub tone: Tone,
+    /// Phase lines replace each other instead of flooding the log.
+    pub is_phase: bool,
+}
+
+/// Everything the page shows about the worker, folded from its events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainerView {
+    pub run: RunState,
+    pub peer_id: Option<String>,
+    pub backend: Option<String>,
+    /// The adapter the worker itself trains on, when it uses WebGPU.
+    pub worker_adapter: Option<String>,
+    /// The latest phase text or error.
+    pub status: String,
+    pub status_is_error: bool,
+    pub round: Option<u64>,
+    pub loss: Option<f32>,
+    pub examples_per_sec: Option<f64>,
+    pub accepted: u32,
+    pub rejected: u32,
+    pub last_rejection: Option<String>,
+    /// Training loss per window, oldest first.
+    pub losses: VecDeque<f32>,
+    /// Newest first.
+    pub log: VecDeque<LogLine>,
+}
+
+impl TrainerView {
+    /// True from pressing Contribute until the worker says it stopped.
+    pub fn is_active(&self) -> bool {
+        self.run != RunState::Idle
+    }
+
+    /// Folds in one thing heard from the worker; `at` is the local time.
+    pub fn apply(&mut self, message: FromWorker, at: String) {
+        match message {
+            FromWorker::Event(event) => self.apply_event(event, at),
+            FromWorker::Garbled(why) => self.error(why, at),
+            FromWorker::Crashed(why) => {
+                self.run = RunState::Idle;
+                self.error(format!("training worker failed: {why}"), at);
+            }
+        }
+    }
+
+    fn apply_event(&mut self, event: WorkerEvent, at: String) {
+        if self.run == RunState::Starting {
+            self.run = RunState::Running;
+        }
+        match event {
+            WorkerEvent::Identity { peer_id } => {
+                self.log(at, format!("identity {peer_id}"), Tone::Info);
+                self.peer_id = Some(peer_id);
+            }
+            WorkerEvent::Backend { backend, adapter } => {
+                let on = adapter.as_deref().map(|a| format!(" on {a}")).unwrap_or_default();
+                self.log(at, format!("training on {backend}{on}"), Tone::Info);
+                self.backend = Some(backend);
+                self.worker_adapter = adapter;
+            }
+            WorkerEvent::Phase { round, text } => {
+                self.round = Some(round);
+                self.set_status(text.clone(), false);
+                let line = LogLine { at, text: format!("round {round}: {text}"), tone: Tone::Info, is_phase: true };
+                if self.log.front().is_some_and(|l| l.is_phase) {
+                    self.log[0] = line;
+                } else {
+                    self.push(line);
+                }
+            }
+            WorkerEvent::WindowTrained { round, loss, examples, seconds, examples_per_sec } => {
+                self.round = Some(round);
+                self.loss = Some(loss);
+                self.examples_per_sec = Some(examples_per_sec);
+                self.losses.push_back(loss);
+                while self.losses.len() > LOSS_POINTS {
+                    self.losses.pop_front();
+                }
+                let text = format!("round {round}: trained {examples} examples in {seconds:.1} s, loss {loss:.4}");
+                self.log(at, text, Tone::Info);
+            }
+            WorkerEvent::UpdateAccepted { round, update_id } => {
+                self.accepted += 1;
+                let short: String = update_id.chars().take(8).collect();
+                self.log(at, format!("round {round}: update {short} accepted"), Tone::Good);
+            }
+            WorkerEvent::UpdateRejected { round, reason } => {
+                self.rejected += 1;
+                self.log(at, format!("round {round}: update rejected: {reason}"), Tone::Bad);
+                self.last_rejection = Some(reason);
+            }
+            WorkerEvent::Error { message } => self.error(message, at),
+            WorkerEvent::Stopped => {
+                self.run = RunState::Idle;
+                self.set_status("stopped".into(), false);
+                self.log(at, "stopped".into(), Tone::Info);
+            }
+        }
+    }
+
+    /// The page posted `Start`.
+    pub fn starting(&mut self, at: String) {
+        self.run = RunState::Starting;
+        self.set_status("starting the training worker…".into(), false);
+        self.log(at, "contribute pressed".into(), Tone::Info);
+    }
+
+    /// The page posted `Stop`.
+    pub fn stopping(&mut self, at: String) {
+        self.run = RunState::Stopping;
+        self.set_status("stopping after the current step…".into(), false);
+        self.log(at, "stop pressed".into(), Tone::Info);
+    }
+
+    /// A failure on the page's side (the worker could not be started or reached).
+    pub fn failed(&mut self, why: String, at: String) {
+        self.run = RunState::Idle;
+        self.error(why, at);
+    }
+
+    fn error(&mut self, why: String, at: String) {
+        self.set_status(why.clone(), true);
+        self.log(at, why, Tone::Bad);
+    }
+
+    fn set_status(&mut self, text: String, is_error: bool) {
+        self.status = text;
+        self.status_is_error = is_error;
+    }
+
+    fn log(&mut self, at: String, text: String, tone: Tone) {
+        self.push(LogLine { at, text, tone, is_phase: false });
+    }
+
+    fn push(&mut self, line: LogLine) {
+        self.log.push_front(line);
+        self.log.truncate(LOG_LINES);
+    }
+}
+
+/// The app-wide training handle: cheap to clone, provided as context by the root.
+#[derive(Clone)]
+pub struct Trainer {
+    pub view: Signal<TrainerView>,
+    link: Rc<RefCell<Option<WorkerLink>>>,
+    events: UnboundedSender<FromWorker>,
+}
+
+impl Trainer {
+    /// Starts the worker if it is not running yet, then posts `command` (a `Start`).
+    pub fn start(&self, command: WorkerCommand) {
+        let mut view = self.view;
+        let sent = self.with_link(|link| link.send(&command));
+        match sent {
+            Ok(()) => view.write().starting(browser::clock()),
+            Err(why) => view.write().failed(why, browser::clock()),
+        }
+    }
+
+    /// Asks the worker to finish its current step and stop.
+    pub fn stop(&self) {
+        let mut view = self.view;
+        let sent = match self.link.borrow().as_ref() {
+            Some(link) => link.send(&WorkerCommand::Stop),
+            None => Ok(()),
+        };
+        match sent {
+            Ok(()) if self.link.borrow().is_some() => view.write().stopping(browser::clock()),
+            Ok(()) => view.write().run = RunState::Idle,
+            Err(why) => view.write().failed(why, browser::clock()),
+        }
+    }
+
+    /// Runs `f` on the worker, spawning it first (once per tab, or again after a crash).
+    fn with_link(&self, f: impl FnOnce(&WorkerLink) -> Result<(), String>) -> Result<(), String> {
+        let mut slot = self.link.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(WorkerLink::spawn(self.events.clone())?);
+        }
+        f(slot.as_ref().expect("spawned above"))
+    }
+}
+
+/// Creates the [`Trainer`] at the root, provides it as context, and folds the worker's messages
+/// into its view for as long as the app runs.
+pub fn use_trainer_provider() -> Trainer {
+    let view = use_signal(TrainerView::default);
+    let (trainer, inbox) = use_hook(|| {
+        let (events, inbox) = mpsc::unbounded();
+        let trainer = Trainer { view, link: Rc::default(), events };
+        (trainer, Rc::new(RefCell::new(Some(inbox))))
+    });
+    use_context_provider(|| trainer.clone());
+
+    let link = trainer.link.clone();
+    use_future(move || {
+        let inbox: Option<UnboundedReceiver<FromWorker>> = inbox.borrow_mut().take();
+        let link = link.clone();
+        let mut view = view;
+        async move {
+            let Some(mut inbox) = inbox else { return };
+            while let Some(message) = inbox.next().await {
+                if matches!(message, FromWorker::Crashed(_)) {
+                    // A crashed worker is gone for good; the next Contribute spawns a fresh one.
+                    link.borrow_mut().take();
+                }
+                view.write().apply(message, browser::clock());
+            }
+        }
+    });
+    trainer
+}
+
+/// The [`Trainer`] provided by the root.
+pub fn use_trainer() -> Trainer {
+    use_context::<Trainer>()
+}

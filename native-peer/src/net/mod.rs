@@ -1,0 +1,321 @@
+//! The libp2p side of a native peer. One event loop ([`run`]) owns the `Swarm`; the rest of the
+//! program holds a cheap [`Client`] that sends commands and awaits replies, and receives
+//! [`NetEvent`]s (gossip, inbound requests) on a channel.
+//!
+//! Wire: gossipsub topics `bonfire/<experiment>/heads` and `bonfire/<experiment>/updates`
+//! carry [`Announcement`]s; request-response `/bonfire/rpc/1` (CBOR) carries [`Request`] /
+//! [`Response`] (experiment, head, lease, blob by id).
+
+mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
+use protocol::Identity;
+use tokio::sync::{mpsc, oneshot};
+
+pub use wire::{Announcement, Request, Response};
+
+/// The behaviours every native peer runs.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    gossipsub: gossipsub::Behaviour,
+    rpc: request_response::cbor::Behaviour<Request, Response>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// Something the network tells the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip announcement from `source` (the original author).
+    Announcement { source: Option<PeerId>, announcement: Announcement },
+    /// A peer asks something; answer with [`Client::respond`].
+    Request { peer: PeerId, request: Request, channel: ResponseChannel<Response> },
+    /// A connection opened or closed; `agent` is the peer's identify agent once known.
+    PeerChanged { peer: PeerId, connected: bool, agent: Option<String> },
+}
+
+enum Command {
+    Listen { addr: Multiaddr, reply: oneshot::Sender<Result<Multiaddr>> },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<()>> },
+    Subscribe { topic: String },
+    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<()>> },
+    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response>> },
+    Respond { channel: ResponseChannel<Response>, response: Response },
+}
+
+/// A handle to the network event loop.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+}
+
+/// Topic names of an experiment.
+pub fn heads_topic(experiment: &str) -> String {
+    format!("bonfire/{experiment}/heads")
+}
+
+pub fn updates_topic(experiment: &str) -> String {
+    format!("bonfire/{experiment}/updates")
+}
+
+/// Builds the swarm for `identity` and spawns its event loop. `agent` names the role in
+/// identify (`bonfire/<version> <role>`), which the seed shows on its dashboard.
+pub fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Receiver<NetEvent>)> {
+    let agent = format!("bonfire/{} {role}", env!("CARGO_PKG_VERSION"));
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|key| {
+            let gossip_config = gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(500))
+                .max_transmit_size(256 * 1024)
+                .build()
+                .map_err(|e| anyhow!("gossipsub config: {e}"))?;
+            let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+                .map_err(|e| anyhow!("gossipsub: {e}"))?;
+            let codec = request_response::cbor::codec::Codec::default()
+                .set_request_size_maximum(1024 * 1024)
+                .set_response_size_maximum(64 * 1024 * 1024);
+            let rpc = request_response::Behaviour::with_codec(
+                codec,
+                [(StreamProtocol::new("/bonfire/rpc/1"), ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
+            );
+            let identify = identify::Behaviour::new(
+                identify::Config::new("/bonfire/id/1".into(), key.public()).with_agent_version(agent.clone()),
+            );
+            Ok(Behaviour { gossipsub, rpc, identify, ping: ping::Behaviour::default() })
+        })
+        .map_err(|e| anyhow!("building the libp2p behaviour: {e:?}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    let (commands, command_rx) = mpsc::channel(256);
+    let (events, event_rx) = mpsc::channel(256);
+    tokio::spawn(EventLoop::new(swarm, command_rx, events).run());
+    Ok((Client { commands }, event_rx))
+}
+
+impl Client {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| anyhow!("the network event loop has stopped"))?;
+        rx.await.map_err(|_| anyhow!("the network event loop dropped the request"))
+    }
+
+    /// Listens on `addr`; returns the actual address (with the bound port).
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr> {
+        self.call(|reply| Command::Listen { addr, reply }).await?
+    }
+
+    /// Dials `addr` and waits for the connection.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
+        self.call(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Subscribes to a gossip topic.
+    pub async fn subscribe(&self, topic: String) -> Result<()> {
+        self.commands.send(Command::Subscribe { topic }).await.map_err(|_| anyhow!("the network event loop has stopped"))
+    }
+
+    /// Publishes an announcement on a topic.
+    pub async fn publish(&self, topic: String, announcement: &Announcement) -> Result<()> {
+        let data = postcard::to_allocvec(announcement)?;
+        self.call(|reply| Command::Publish { topic, data, reply }).await?
+    }
+
+    /// Sends a request and waits for the answer; an `Error` answer becomes an error here.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response> {
+        match self.call(|reply| Command::Request { peer, request, reply }).await?? {
+            Response::Error(message) => Err(anyhow!("{peer} refused: {message}")),
+            other => Ok(other),
+        }
+    }
+
+    /// Answers an inbound request.
+    pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) -> Result<()> {
+        self.commands.send(Command::Respond { channel, response }).await.map_err(|_| anyhow!("the network event loop has stopped"))
+    }
+}
+
+struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<NetEvent>,
+    pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response>>>,
+    pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<()>>>,
+    pending_listens: HashMap<libp2p::core::transport::ListenerId, oneshot::Sender<Result<Multiaddr>>>,
+    agents: HashMap<PeerId, String>,
+    subscribed: HashSet<String>,
+}
+
+impl EventLoop {
+    fn new(swarm: Swarm<Behaviour>, commands: mpsc::Receiver<Command>, events: mpsc::Sender<NetEvent>) -> Self {
+        Self {
+            swarm,
+            commands,
+            events,
+            pending_requests: HashMap::new(),
+            pending_dials: HashMap::new(),
+            pending_listens: HashMap::new(),
+            agents: HashMap::new(),
+            subscribed: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    // Every client is gone: the node is shutting down.
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    self.pending_listens.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(anyhow!("cannot listen on {addr}: {e}")));
+                }
+            },
+            Command::Dial { addr, reply } => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::unknown_peer_id().address(addr.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(anyhow!("cannot dial {addr}: {e}")));
+                    }
+                }
+            }
+            Command::Subscribe { topic } => {
+                if self.subscribed.insert(topic.clone()) {
+                    if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&IdentTopic::new(topic.clone())) {
+                        tracing::warn!("subscribing to {topic}: {e}");
+                    }
+                }
+            }
+            Command::Publish { topic, data, reply } => {
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.clone()), data)
+                    .map(|_| ())
+                    .map_err(|e| anyhow!("publishing on {topic}: {e}"));
+                let _ = reply.send(result);
+            }
+            Command::Request { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                self.pending_requests.insert(id, reply);
+            }
+            Command::Respond { channel, response } => {
+                if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
+                    tracing::debug!("a peer went away before its answer was sent");
+                }
+            }
+        }
+    }
+
+    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                tracing::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
+                if let Some(reply) = self.pending_listens.remove(&listener_id) {
+                    let _ = reply.send(Ok(address));
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(reply) = self.pending_listens.remove(&listener_id) {
+                    let _ = reply.send(Err(anyhow!("listener closed: {reason:?}")));
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, .. } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(()));
+                }
+                if num_established.get() == 1 {
+                    let agent = self.agents.get(&peer_id).cloned();
+                    let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: true, agent }).await;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Err(anyhow!("dial failed: {error}")));
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                let agent = self.agents.get(&peer_id).cloned();
+                let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: false, agent }).await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                let known = self.agents.insert(peer_id, info.agent_version.clone());
+                if known.as_deref() != Some(info.agent_version.as_str()) {
+                    let event = NetEvent::PeerChanged { peer: peer_id, connected: true, agent: Some(info.agent_version) };
+                    let _ = self.events.send(event).await;
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                match postcard::from_bytes::<Announcement>(&message.data) {
+                    Ok(announcement) => {
+                        let _ = self.events.send(NetEvent::Announcement { source: message.source, announcement }).await;
+                    }
+                    Err(e) => tracing::warn!("ignoring a malformed announcement on {}: {e}", message.topic),
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(event)) => self.on_rpc(event).await,
+            _ => {}
+        }
+    }
+
+    async fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let _ = self.events.send(NetEvent::Request { peer, request, channel }).await;
+                }
+                request_response::Message::Response { request_id, response } => {
+                    if let Some(reply) = self.pending_requests.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, peer, .. } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(anyhow!("request to {peer} failed: {error}")));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!("inbound request from {peer} failed: {error}");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// Parses `/ip4/…/tcp/…/p2p/<peer>` into the address and the peer id.
+pub fn split_peer_addr(addr: &Multiaddr) -> Result<PeerId> {
+    addr.iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+            _ => None,
+        })
+        .with_context(|| format!("{addr} does not end in /p2p/<peer id>"))
+}

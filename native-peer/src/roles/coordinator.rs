@@ -1,0 +1,506 @@
+//! The validator's round state: it grants leases over distinct slices, screens and collects
+//! updates, decides when the round closes, and turns the merged candidate into a signed head.
+//! Pure state, no IO: the validator task drives it and persists what it returns.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use protocol::api::{HeadSummary, LeaseSummary, NetworkEvent};
+use protocol::dataset::DatasetManifest;
+use protocol::experiment::ExperimentManifest;
+use protocol::head::{Contribution, Head, Metrics};
+use protocol::lease::{Lease, SlicePlan};
+use protocol::merge;
+use protocol::update::{Runtime, Update};
+use protocol::{BlobId, HeadId, Identity, LeaseId, Signed, UnixMillis};
+
+/// How many recent events the dashboard gets.
+const RECENT_EVENTS: usize = 100;
+
+/// An update that passed screening, waiting for its round to close.
+#[derive(Clone, Debug)]
+pub struct AcceptedUpdate {
+    pub update: Signed<Update>,
+    pub delta: Vec<f32>,
+    /// Examples its lease granted: the merge weight.
+    pub examples: u32,
+}
+
+/// A merged candidate waiting for evaluation.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub round: u64,
+    pub base: HeadId,
+    pub params: Vec<f32>,
+    pub contributions: Vec<Contribution>,
+}
+
+/// Why a lease is not granted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LeaseRefusal {
+    #[error("round {0} is being merged; ask again in a moment")]
+    RoundClosing(u64),
+}
+
+/// The validator's view of one experiment.
+pub struct Coordinator {
+    identity: Identity,
+    experiment: Signed<ExperimentManifest>,
+    dataset: DatasetManifest,
+    plan: SlicePlan,
+    heads: Vec<Head>,
+    head_params: Vec<f32>,
+    next_slice: u64,
+    opened_at: UnixMillis,
+    closing: bool,
+    leases: HashMap<LeaseId, Signed<Lease>>,
+    submitted: HashSet<LeaseId>,
+    accepted: Vec<AcceptedUpdate>,
+    events: VecDeque<NetworkEvent>,
+}
+
+impl Coordinator {
+    /// Starts from the newest of `heads` (at least the genesis head) and its parameters.
+    pub fn new(
+        identity: Identity,
+        experiment: Signed<ExperimentManifest>,
+        dataset: DatasetManifest,
+        heads: Vec<Head>,
+        head_params: Vec<f32>,
+        now: UnixMillis,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!heads.is_empty(), "a coordinator needs at least the genesis head");
+        let plan = SlicePlan::new(&dataset, experiment.body.lease.examples)?;
+        let next_slice = heads.iter().map(|h| h.contributions.len() as u64).sum();
+        Ok(Self {
+            identity,
+            experiment,
+            dataset,
+            plan,
+            heads,
+            head_params,
+            next_slice,
+            opened_at: now,
+            closing: false,
+            leases: HashMap::new(),
+            submitted: HashSet::new(),
+            accepted: Vec::new(),
+            events: VecDeque::new(),
+        })
+    }
+
+    pub fn experiment(&self) -> &Signed<ExperimentManifest> {
+        &self.experiment
+    }
+
+    pub fn manifest(&self) -> &ExperimentManifest {
+        &self.experiment.body
+    }
+
+    pub fn dataset(&self) -> &DatasetManifest {
+        &self.dataset
+    }
+
+    pub fn head(&self) -> &Head {
+        self.heads.last().expect("never empty")
+    }
+
+    pub fn head_id(&self) -> HeadId {
+        self.head().id()
+    }
+
+    /// All heads, oldest first.
+    pub fn heads(&self) -> &[Head] {
+        &self.heads
+    }
+
+    /// The round now open for updates.
+    pub fn open_round(&self) -> u64 {
+        self.head().round + 1
+    }
+
+    /// A lease already granted in the open round.
+    pub fn lease(&self, id: &LeaseId) -> Option<&Signed<Lease>> {
+        self.leases.get(id)
+    }
+
+    /// Re-adopts leases granted before a restart (those for the open round).
+    pub fn restore_leases(&mut self, leases: Vec<Signed<Lease>>) {
+        let head = self.head_id();
+        for lease in leases.into_iter().filter(|l| l.body.base_head == head) {
+            self.leases.insert(lease.id(), lease);
+        }
+        self.next_slice += self.leases.len() as u64;
+    }
+
+    /// Grants `holder` a lease over the next slice, or returns its live unused one.
+    pub fn grant_lease(&mut self, holder: &str, runtime: Runtime, now: UnixMillis) -> Result<Signed<Lease>, LeaseRefusal> {
+        if self.closing {
+            return Err(LeaseRefusal::RoundClosing(self.open_round()));
+        }
+        if let Some(existing) = self
+            .leases
+            .values()
+            .find(|l| l.body.holder == holder && l.body.is_live(now) && !self.submitted.contains(&l.id()))
+        {
+            return Ok(existing.clone());
+        }
+        let slice = self.plan.slice(self.next_slice);
+        self.next_slice += 1;
+        let spec = &self.experiment.body.lease;
+        let lease = self.identity.sign(Lease {
+            experiment: self.experiment.body.id.clone(),
+            round: self.open_round(),
+            base_head: self.head_id(),
+            slice,
+            holder: holder.to_string(),
+            runtime,
+            issued_at: now,
+            expires_at: now + spec.ttl_ms,
+            issuer: self.identity.peer_id().to_string(),
+        });
+        self.leases.insert(lease.id(), lease.clone());
+        self.record(NetworkEvent::LeaseGranted { lease: LeaseSummary::of(&lease.body) });
+        Ok(lease)
+    }
+
+    /// Screens an update on its real tensor and enters it into the open round. The error is
+    /// the reason, recorded as an event too.
+    pub fn ingest(&mut self, update: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<u32, String> {
+        let result = self.screen(update, delta_bytes, now);
+        match result {
+            Ok(accepted) => {
+                let id = update.id();
+                self.submitted.insert(update.body.lease);
+                self.accepted.push(accepted);
+                self.record(NetworkEvent::UpdateAccepted {
+                    update: id,
+                    holder: update.body.holder.clone(),
+                    runtime: update.body.runtime,
+                    round: self.open_round(),
+                    at: now,
+                });
+                Ok(self.accepted.len() as u32)
+            }
+            Err(reason) => {
+                self.record(NetworkEvent::UpdateRejected {
+                    holder: update.body.holder.clone(),
+                    lease: Some(update.body.lease),
+                    reason: reason.clone(),
+                    at: now,
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn screen(&self, signed: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<AcceptedUpdate, String> {
+        let update = signed.verify_by(&signed.body.holder).map_err(|e| format!("signature: {e}"))?;
+        let manifest = &self.experiment.body;
+        if update.experiment != manifest.id {
+            return Err(format!("update is for experiment `{}`, not `{}`", update.experiment, manifest.id));
+        }
+        if self.closing {
+            return Err(format!("round {} closed before the update arrived", self.open_round()));
+        }
+        let lease = self.leases.get(&update.lease).ok_or_else(|| {
+            format!("lease {} is unknown or from a closed round (open round: {})", update.lease.short(), self.open_round())
+        })?;
+        if lease.body.holder != update.holder {
+            return Err(format!("lease {} is held by {}, not the update's signer", update.lease.short(), lease.body.holder));
+        }
+        if !lease.body.is_live(now) {
+            return Err(format!(
+                "lease {} expired {} s ago; request a new one",
+                update.lease.short(),
+                (now - lease.body.expires_at) / 1000
+            ));
+        }
+        if update.base_head != self.head_id() {
+            return Err(format!("stale base head {} (current head is {})", update.base_head.short(), self.head_id().short()));
+        }
+        if self.submitted.contains(&update.lease) {
+            return Err(format!("lease {} already has an update", update.lease.short()));
+        }
+        if BlobId::of(delta_bytes) != update.delta {
+            return Err(format!("delta bytes do not hash to the announced blob {}", update.delta.short()));
+        }
+        let delta = merge::decode_f32le(delta_bytes, manifest.model.parameter_count()).map_err(|e| format!("delta shape: {e}"))?;
+        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| format!("delta screening: {e}"))?;
+        Ok(AcceptedUpdate { update: signed.clone(), delta, examples: lease.body.slice.count })
+    }
+
+    /// Updates accepted in the open round.
+    #[cfg(test)]
+    pub fn accepted(&self) -> usize {
+        self.accepted.len()
+    }
+
+    /// Leases of the open round that are live and still owe an update.
+    pub fn pending_leases(&self, now: UnixMillis) -> usize {
+        self.leases.values().filter(|l| l.body.is_live(now) && !self.submitted.contains(&l.id())).count()
+    }
+
+    /// Whether the open round should close now: enough updates and nobody left to wait for,
+    /// the maximum reached, or the deadline passed with at least one update.
+    pub fn should_close(&self, now: UnixMillis) -> bool {
+        let merge = &self.experiment.body.merge;
+        let n = self.accepted.len() as u32;
+        if self.closing || n == 0 {
+            return false;
+        }
+        n >= merge.max_updates
+            || (n >= merge.min_updates && self.pending_leases(now) == 0)
+            || now.saturating_sub(self.opened_at) >= merge.round_deadline_ms
+    }
+
+    /// Closes the open round: merges accepted deltas (weighted by granted examples) into a
+    /// candidate. Updates arriving from now until promotion are refused.
+    pub fn take_candidate(&mut self) -> anyhow::Result<Candidate> {
+        let deltas: Vec<(&[f32], u32)> = self.accepted.iter().map(|a| (a.delta.as_slice(), a.examples)).collect();
+        let mean = merge::weighted_mean(&deltas)?;
+        let params = merge::apply_delta(&self.head_params, &mean, self.experiment.body.merge.outer_learning_rate)?;
+        let contributions = self
+            .accepted
+            .iter()
+            .map(|a| Contribution {
+                update: a.update.id(),
+                holder: a.update.body.holder.clone(),
+                runtime: a.update.body.runtime,
+                examples: a.examples,
+            })
+            .collect();
+        self.closing = true;
+        Ok(Candidate { round: self.open_round(), base: self.head_id(), params, contributions })
+    }
+
+    /// Signs the evaluated candidate as the next head and opens the next round.
+    pub fn promote(&mut self, candidate: Candidate, checkpoint: BlobId, metrics: Metrics, now: UnixMillis) -> Head {
+        let head = sign_head(&self.identity, &self.experiment.body.id, candidate.round, Some(candidate.base), checkpoint, metrics, candidate.contributions, now);
+        self.heads.push(head.clone());
+        self.head_params = candidate.params;
+        self.leases.clear();
+        self.submitted.clear();
+        self.accepted.clear();
+        self.closing = false;
+        self.opened_at = now;
+        self.record(NetworkEvent::HeadPromoted { head: HeadSummary::of(&head) });
+        head
+    }
+
+    /// Live leases of the open round, for the dashboard.
+    pub fn live_leases(&self, now: UnixMillis) -> Vec<LeaseSummary> {
+        let mut out: Vec<_> = self.leases.values().filter(|l| l.body.is_live(now)).map(|l| LeaseSummary::of(&l.body)).collect();
+        out.sort_by_key(|l| l.expires_at);
+        out
+    }
+
+    /// Recent events, oldest first.
+    pub fn recent_events(&self) -> Vec<NetworkEvent> {
+        self.events.iter().cloned().collect()
+    }
+
+    /// Takes events recorded since the last call, to broadcast them.
+    fn record(&mut self, event: NetworkEvent) {
+        if self.events.len() == RECENT_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    /// The newest event, for broadcasting right after an operation.
+    pub fn last_event(&self) -> Option<&NetworkEvent> {
+        self.events.back()
+    }
+}
+
+/// Builds a head and its certificate (this validator's attestation; quorum 1 here).
+#[allow(clippy::too_many_arguments)]
+pub fn sign_head(
+    identity: &Identity,
+    experiment: &str,
+    round: u64,
+    parent: Option<HeadId>,
+    checkpoint: BlobId,
+    metrics: Metrics,
+    contributions: Vec<Contribution>,
+    now: UnixMillis,
+) -> Head {
+    let mut head = Head {
+        experiment: experiment.to_string(),
+        round,
+        parent,
+        checkpoint,
+        metrics,
+        contributions,
+        certificate: Vec::new(),
+        promoted_at: now,
+    };
+    head.certificate.push(identity.sign(head.expected_attestation()));
+    head
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::dataset::{RecordLayout, ShardInfo};
+    use protocol::experiment::{LeaseSpec, MergeSpec, ModelSpec};
+    use protocol::update::DeltaEncoding;
+
+    const PARAMS: usize = 4 * 2 + 2 + 2 * 2 + 2;
+
+    struct Fixture {
+        validator: Identity,
+        coordinator: Coordinator,
+    }
+
+    fn fixture() -> Fixture {
+        let validator = Identity::generate();
+        let shard = |n: u32| ShardInfo::describe(&vec![0u8; n as usize * 785], 785, 10);
+        let dataset = DatasetManifest {
+            name: "t".into(),
+            source: "t".into(),
+            layout: RecordLayout::mnist(),
+            train: vec![shard(100), shard(60)],
+            validation: shard(20),
+        };
+        let manifest = ExperimentManifest {
+            id: "exp".into(),
+            title: "t".into(),
+            dataset: dataset.id(),
+            model: ModelSpec::Mlp { inputs: 4, hidden: 2, classes: 2 },
+            lease: LeaseSpec { examples: 20, batch_size: 4, local_steps: 2, learning_rate: 0.01, ttl_ms: 1000 },
+            merge: MergeSpec { min_updates: 2, max_updates: 3, round_deadline_ms: 5000, max_delta_norm: 10.0, outer_learning_rate: 1.0 },
+            validators: vec![validator.peer_id().to_string()],
+            quorum: 1,
+            genesis: BlobId::of(b"genesis"),
+        };
+        let metrics = Metrics { val_loss: 2.0, val_accuracy: 0.1, val_examples: 20 };
+        let genesis = sign_head(&validator, "exp", 0, None, manifest.genesis, metrics, vec![], 0);
+        let experiment = validator.sign(manifest);
+        let coordinator = Coordinator::new(validator.clone(), experiment, dataset, vec![genesis], vec![0.0; PARAMS], 0).unwrap();
+        Fixture { validator, coordinator }
+    }
+
+    fn update_for(trainer: &Identity, lease: &Signed<Lease>, delta: &[f32]) -> (Signed<Update>, Vec<u8>) {
+        let bytes = merge::encode_f32le(delta);
+        let update = trainer.sign(Update {
+            experiment: "exp".into(),
+            lease: lease.id(),
+            base_head: lease.body.base_head,
+            delta: BlobId::of(&bytes),
+            encoding: DeltaEncoding::F32Le,
+            holder: trainer.peer_id().to_string(),
+            runtime: lease.body.runtime,
+            train_loss: 0.5,
+            steps: 2,
+        });
+        (update, bytes)
+    }
+
+    fn trainer_lease(f: &mut Fixture, now: UnixMillis) -> (Identity, Signed<Lease>) {
+        let t = Identity::generate();
+        let lease = f.coordinator.grant_lease(&t.peer_id().to_string(), Runtime::NativeBurn, now).unwrap();
+        (t, lease)
+    }
+
+    #[test]
+    fn leases_cover_distinct_slices_and_are_signed_by_the_validator() {
+        let mut f = fixture();
+        let (_, a) = trainer_lease(&mut f, 0);
+        let (_, b) = trainer_lease(&mut f, 0);
+        assert_ne!(a.body.slice, b.body.slice);
+        a.verify_by(&f.validator.peer_id().to_string()).unwrap();
+        assert_eq!(a.body.slice.count, 20);
+    }
+
+    #[test]
+    fn asking_twice_returns_the_same_live_lease() {
+        let mut f = fixture();
+        let (t, a) = trainer_lease(&mut f, 0);
+        let again = f.coordinator.grant_lease(&t.peer_id().to_string(), Runtime::NativeBurn, 10).unwrap();
+        assert_eq!(a.id(), again.id());
+    }
+
+    #[test]
+    fn the_merge_is_weighted_by_leased_examples_not_claims() {
+        let mut f = fixture();
+        let (t1, l1) = trainer_lease(&mut f, 0);
+        // Make the second lease cover a 20-record slice and the third the 100th..: the plan
+        // gives equal 20-record slices here, so weigh by two different holders' equal leases
+        // and check the mean is the plain mean of equal weights.
+        let (t2, l2) = trainer_lease(&mut f, 0);
+        let (u1, b1) = update_for(&t1, &l1, &[1.0; PARAMS]);
+        let (u2, b2) = update_for(&t2, &l2, &[3.0; PARAMS]);
+        f.coordinator.ingest(&u1, &b1, 1).unwrap();
+        assert!(!f.coordinator.should_close(1), "a lease is still pending");
+        f.coordinator.ingest(&u2, &b2, 1).unwrap();
+        assert!(f.coordinator.should_close(1));
+        let candidate = f.coordinator.take_candidate().unwrap();
+        assert_eq!(candidate.params, vec![2.0; PARAMS]);
+        assert_eq!(candidate.contributions.iter().map(|c| c.examples).collect::<Vec<_>>(), vec![20, 20]);
+        let metrics = Metrics { val_loss: 1.0, val_accuracy: 0.5, val_examples: 20 };
+        let head = f.coordinator.promote(candidate, BlobId::of(b"c1"), metrics, 2);
+        assert_eq!(head.round, 1);
+        head.verify_certificate(&f.coordinator.manifest().validators, 1).unwrap();
+        assert_eq!(f.coordinator.open_round(), 2);
+    }
+
+    #[test]
+    fn bad_updates_are_rejected_with_reasons() {
+        let mut f = fixture();
+        let (t, lease) = trainer_lease(&mut f, 0);
+        let reject = |f: &mut Fixture, u: &Signed<Update>, b: &[u8], now| f.coordinator.ingest(u, b, now).unwrap_err();
+
+        // Wrong signer: someone else signs an update naming the holder.
+        let mallory = Identity::generate();
+        let (mut forged, bytes) = update_for(&mallory, &lease, &[0.1; PARAMS]);
+        forged.body.holder = t.peer_id().to_string();
+        assert!(reject(&mut f, &forged, &bytes, 1).contains("signature"));
+
+        // A valid update by a peer that does not hold the lease.
+        let (stolen, bytes) = update_for(&mallory, &lease, &[0.1; PARAMS]);
+        assert!(reject(&mut f, &stolen, &bytes, 1).contains("held by"));
+
+        // Non-finite values, wrong shape, oversized norm, wrong bytes.
+        let (nan, bytes) = update_for(&t, &lease, &[f32::NAN; PARAMS]);
+        assert!(reject(&mut f, &nan, &bytes, 1).contains("not finite"));
+        let (short, bytes) = update_for(&t, &lease, &[0.1; 3]);
+        assert!(reject(&mut f, &short, &bytes, 1).contains("shape"));
+        let (huge, bytes) = update_for(&t, &lease, &[100.0; PARAMS]);
+        assert!(reject(&mut f, &huge, &bytes, 1).contains("norm"));
+        let (good, _) = update_for(&t, &lease, &[0.1; PARAMS]);
+        assert!(reject(&mut f, &good, &merge::encode_f32le(&[0.2; PARAMS]), 1).contains("hash"));
+
+        // Expired lease.
+        let (late, bytes) = update_for(&t, &lease, &[0.1; PARAMS]);
+        assert!(reject(&mut f, &late, &bytes, 5000).contains("expired"));
+
+        // Stale base head.
+        let mut stale_lease = lease.clone();
+        stale_lease.body.base_head = HeadId::of(b"old");
+        let (stale, bytes) = update_for(&t, &stale_lease, &[0.1; PARAMS]);
+        assert!(reject(&mut f, &stale, &bytes, 1).contains("unknown"), "a lease with another base is not ours");
+
+        // The good one is accepted once; a second update for the same lease is refused.
+        let (ok, bytes) = update_for(&t, &lease, &[0.1; PARAMS]);
+        f.coordinator.ingest(&ok, &bytes, 1).unwrap();
+        let (dup, bytes) = update_for(&t, &lease, &[0.2; PARAMS]);
+        assert!(reject(&mut f, &dup, &bytes, 1).contains("already"));
+        assert_eq!(f.coordinator.accepted(), 1);
+        let rejections = f.coordinator.recent_events().iter().filter(|e| matches!(e, NetworkEvent::UpdateRejected { .. })).count();
+        assert_eq!(rejections, 9);
+    }
+
+    #[test]
+    fn the_deadline_closes_a_round_with_whatever_arrived() {
+        let mut f = fixture();
+        let (t, lease) = trainer_lease(&mut f, 0);
+        let _ = trainer_lease(&mut f, 0);
+        let (u, b) = update_for(&t, &lease, &[0.1; PARAMS]);
+        f.coordinator.ingest(&u, &b, 10).unwrap();
+        assert!(!f.coordinator.should_close(100));
+        assert!(f.coordinator.should_close(5000));
+        f.coordinator.take_candidate().unwrap();
+        assert!(f.coordinator.grant_lease("x", Runtime::Browser, 5001).is_err(), "no leases while merging");
+    }
+}

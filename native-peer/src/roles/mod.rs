@@ -1,0 +1,6 @@
+//! The roles a native peer plays. Each is a set of async tasks that talk to the network
+//! through a [`crate::net::Client`], never to the swarm.
+
+pub mod coordinator;
+pub mod seed;
+pub mod trainer;

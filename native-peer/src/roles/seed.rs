@@ -1,0 +1,477 @@
+//! The seed: a bootstrap peer that also runs the validator (lease issuer, merger, evaluator,
+//! head signer) and serves the edge. Native trainers reach it over libp2p; browsers over HTTP.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use burn::prelude::Device;
+use edge::{EdgeError, EdgeNode};
+use libp2p::{Multiaddr, PeerId};
+use protocol::api::{
+    DashboardSnapshot, ExperimentInfo, HeadInfo, HeadSummary, LeaseGrant, LeaseRequest, NetworkEvent, NetworkInfo,
+    PeerSummary, UpdateReceipt, UpdateSubmission,
+};
+use protocol::dataset::DatasetManifest;
+use protocol::experiment::{ExperimentManifest, LeaseSpec, MergeSpec, ModelSpec};
+use protocol::head::{Head, Metrics};
+use protocol::ids::canonical_bytes;
+use protocol::lease::Lease;
+use protocol::update::Runtime;
+use protocol::{merge, BlobId, Identity, LeaseId, Signed};
+use tokio::sync::broadcast;
+use workload::data::Examples;
+
+use super::coordinator::{sign_head, Coordinator};
+use crate::dataset::bundle::Bundle;
+use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::store::{BlobStore, Db};
+use crate::{now_ms, Settings};
+
+/// The experiment `bonfire up` creates.
+pub const EXPERIMENT_ID: &str = "mnist-mlp";
+
+/// Everything the seed's tasks and the edge share.
+pub struct Seed {
+    identity: Identity,
+    coordinator: Mutex<Coordinator>,
+    blobs: BlobStore,
+    db: Db,
+    events: broadcast::Sender<NetworkEvent>,
+    peers: Mutex<HashMap<String, PeerSummary>>,
+    listen_addrs: Mutex<Vec<String>>,
+    validation: Examples,
+    device: Device,
+    net: Client,
+    stop_after_rounds: Option<u64>,
+    finished: tokio::sync::Notify,
+}
+
+impl Seed {
+    /// Opens (or creates, on first start) the seed in `dir` over the prepared `bundle`.
+    pub async fn start(dir: &Path, bundle: &Bundle, settings: &Settings, listen: Multiaddr) -> Result<Arc<Self>> {
+        let identity = crate::store::load_or_create_identity(dir)?;
+        let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let db = Db::open(&dir.join("bonfire.redb"))?;
+        let device = Device::flex();
+        let validation = Examples::decode(&bundle.shard_bytes(&bundle.manifest.validation.blob)?, &bundle.manifest.layout)?;
+        import_bundle(&blobs, bundle)?;
+        let coordinator = match db.meta("experiment")? {
+            Some(bytes) => resume(&identity, &db, &blobs, bundle, &bytes)?,
+            None => create(&identity, &db, &blobs, bundle, settings, &device, &validation).await?,
+        };
+        let (net, net_events) = net::spawn(&identity, "seed+validator")?;
+        let experiment = coordinator.manifest().id.clone();
+        net.subscribe(net::updates_topic(&experiment)).await?;
+        net.subscribe(net::heads_topic(&experiment)).await?;
+        let addr = net.listen(listen).await.context("listening for native peers")?;
+        let full = format!("{addr}/p2p/{}", identity.peer_id());
+        let (events, _) = broadcast::channel(256);
+        let seed = Arc::new(Self {
+            identity,
+            coordinator: Mutex::new(coordinator),
+            blobs,
+            db,
+            events,
+            peers: Mutex::new(HashMap::new()),
+            listen_addrs: Mutex::new(vec![full]),
+            validation,
+            device,
+            net,
+            stop_after_rounds: settings.stop_after_rounds,
+            finished: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(seed.clone().handle_network(net_events));
+        tokio::spawn(seed.clone().close_rounds());
+        Ok(seed)
+    }
+
+    /// The seed's libp2p address for trainers to dial.
+    pub fn bootstrap_addr(&self) -> Result<Multiaddr> {
+        let addrs = self.listen_addrs.lock().expect("lock");
+        Ok(addrs.first().context("the seed is not listening")?.parse()?)
+    }
+
+    /// Resolves once `--stop-after-rounds` heads were promoted (never without the flag).
+    pub async fn finished(&self) {
+        self.finished.notified().await
+    }
+
+    fn coordinator(&self) -> std::sync::MutexGuard<'_, Coordinator> {
+        self.coordinator.lock().expect("coordinator lock poisoned")
+    }
+
+    fn publish_last_event(&self, coordinator: &Coordinator) {
+        if let Some(event) = coordinator.last_event() {
+            let _ = self.events.send(event.clone());
+        }
+    }
+
+    fn touch_peer(&self, peer_id: &str, role: &str, transport: &str) {
+        let mut peers = self.peers.lock().expect("lock");
+        peers.insert(
+            peer_id.to_string(),
+            PeerSummary { peer_id: peer_id.into(), role: role.into(), transport: transport.into(), last_seen: now_ms() },
+        );
+    }
+
+    fn lease_grant(&self, coordinator: &Coordinator, lease: Signed<Lease>) -> Result<LeaseGrant, EdgeError> {
+        let manifest = coordinator.manifest();
+        let shard = coordinator
+            .dataset()
+            .train_shard(lease.body.slice.shard)
+            .map_err(|e| EdgeError::Internal(e.to_string()))?;
+        let first_chunk = (lease.body.slice.first_record / shard.chunk_records) as usize;
+        let chunks = lease.body.slice.count.div_ceil(shard.chunk_records) as usize;
+        Ok(LeaseGrant {
+            lease_id: lease.id(),
+            checkpoint: coordinator.head().checkpoint,
+            chunk_hashes: shard.chunk_hashes[first_chunk..first_chunk + chunks].to_vec(),
+            chunk_records: shard.chunk_records,
+            record_bytes: coordinator.dataset().layout.record_bytes,
+            batch_size: manifest.lease.batch_size,
+            local_steps: manifest.lease.local_steps,
+            learning_rate: manifest.lease.learning_rate,
+            lease,
+        })
+    }
+
+    fn grant(&self, experiment: &str, request: &LeaseRequest) -> Result<LeaseGrant, EdgeError> {
+        let holder: PeerId = request
+            .holder
+            .parse()
+            .map_err(|_| EdgeError::BadRequest(format!("`{}` is not a peer id", request.holder)))?;
+        let mut coordinator = self.coordinator();
+        check_experiment(&coordinator, experiment)?;
+        let lease = coordinator
+            .grant_lease(&holder.to_string(), request.runtime, now_ms())
+            .map_err(|e| EdgeError::Conflict(e.to_string()))?;
+        self.publish_last_event(&coordinator);
+        if let Err(e) = self.db.put_lease(&lease) {
+            tracing::warn!("could not persist lease {}: {e:#}", lease.id().short());
+        }
+        self.lease_grant(&coordinator, lease)
+    }
+
+    fn ingest(&self, submission: &UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
+        let mut coordinator = self.coordinator();
+        let result = coordinator.ingest(&submission.update, &submission.delta, now_ms());
+        self.publish_last_event(&coordinator);
+        let pending = result.map_err(EdgeError::Unprocessable)?;
+        if let Err(e) = self.blobs.put(&submission.delta) {
+            tracing::warn!("could not keep delta {}: {e:#}", submission.update.body.delta.short());
+        }
+        Ok(UpdateReceipt { update_id: submission.update.id(), round: coordinator.open_round(), pending_in_round: pending })
+    }
+
+    /// Answers peers' requests and ingests gossiped updates.
+    async fn handle_network(self: Arc<Self>, mut events: tokio::sync::mpsc::Receiver<NetEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetEvent::Request { peer, request, channel } => {
+                    let response = self.answer(peer, request);
+                    let _ = self.net.respond(channel, response).await;
+                }
+                NetEvent::Announcement { source, announcement: Announcement::Update(update) } => {
+                    let seed = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = seed.fetch_and_ingest(source, *update).await {
+                            tracing::warn!("gossiped update not ingested: {e:#}");
+                        }
+                    });
+                }
+                NetEvent::Announcement { .. } => {}
+                NetEvent::PeerChanged { peer, connected, agent } => {
+                    let role = agent.as_deref().and_then(|a| a.split(' ').nth(1)).unwrap_or("peer").to_string();
+                    if connected {
+                        self.touch_peer(&peer.to_string(), &role, "tcp");
+                    } else {
+                        self.peers.lock().expect("lock").remove(&peer.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(&self, peer: PeerId, request: Request) -> Response {
+        let result = match request {
+            Request::Experiment { experiment } => self.experiment(&experiment).map(|i| Response::Experiment(Box::new(i))),
+            Request::Head { experiment } => self.head(&experiment).map(|h| Response::Head(Box::new(h))),
+            Request::Lease { experiment, request } => {
+                if request.holder != peer.to_string() {
+                    Err(EdgeError::Forbidden(format!("{peer} asked for a lease for another peer")))
+                } else {
+                    self.grant(&experiment, &request).map(|g| Response::Lease(Box::new(g)))
+                }
+            }
+            Request::Blob(id) => match self.blobs.get(&id) {
+                Ok(Some(bytes)) => Ok(Response::Blob(bytes)),
+                Ok(None) => Err(EdgeError::NotFound(format!("no blob {id}"))),
+                Err(e) => Err(EdgeError::Internal(format!("{e:#}"))),
+            },
+        };
+        result.unwrap_or_else(|e| Response::Error(e.to_string()))
+    }
+
+    async fn fetch_and_ingest(&self, source: Option<PeerId>, update: Signed<protocol::update::Update>) -> Result<()> {
+        let author: PeerId = update.body.holder.parse().context("update holder is not a peer id")?;
+        let from = source.unwrap_or(author);
+        let delta = match self.net.request(from, Request::Blob(update.body.delta)).await? {
+            Response::Blob(bytes) => bytes,
+            other => bail!("asked {from} for delta {}, got {other:?}", update.body.delta.short()),
+        };
+        self.ingest(&UpdateSubmission { update, delta })?;
+        Ok(())
+    }
+
+    /// Closes rounds when they are ready: merge, evaluate, sign, persist, announce.
+    async fn close_rounds(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let candidate = {
+                let mut coordinator = self.coordinator();
+                if !coordinator.should_close(now_ms()) {
+                    continue;
+                }
+                match coordinator.take_candidate() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("merging round {} failed: {e:#}", coordinator.open_round());
+                        continue;
+                    }
+                }
+            };
+            match self.promote(candidate).await {
+                Ok(head) => {
+                    tracing::info!(
+                        "round {} promoted: {} updates, validation accuracy {:.2}%, loss {:.4}",
+                        head.round,
+                        head.contributions.len(),
+                        head.metrics.val_accuracy * 100.0,
+                        head.metrics.val_loss
+                    );
+                    let announce = Announcement::Head(Box::new(head.clone()));
+                    if let Err(e) = self.net.publish(net::heads_topic(&head.experiment), &announce).await {
+                        tracing::debug!("head gossip: {e:#}");
+                    }
+                    if self.stop_after_rounds.is_some_and(|n| head.round >= n) {
+                        self.finished.notify_waiters();
+                    }
+                }
+                Err(e) => tracing::error!("promoting a head failed: {e:#}"),
+            }
+        }
+    }
+
+    async fn promote(&self, candidate: super::coordinator::Candidate) -> Result<Head> {
+        let spec = self.coordinator().manifest().model.clone();
+        let metrics = evaluate(&self.device, &spec, &candidate.params, &self.validation).await?;
+        let checkpoint = self.blobs.put(&merge::encode_f32le(&candidate.params))?;
+        let mut coordinator = self.coordinator();
+        let head = coordinator.promote(candidate, checkpoint, metrics, now_ms());
+        self.db.put_head(&head)?;
+        self.publish_last_event(&coordinator);
+        Ok(head)
+    }
+}
+
+fn check_experiment(coordinator: &Coordinator, experiment: &str) -> Result<(), EdgeError> {
+    if coordinator.manifest().id != experiment {
+        return Err(EdgeError::NotFound(format!("no experiment `{experiment}` (this node runs `{}`)", coordinator.manifest().id)));
+    }
+    Ok(())
+}
+
+async fn evaluate(device: &Device, spec: &ModelSpec, params: &[f32], validation: &Examples) -> Result<Metrics> {
+    let (device, spec, params, validation) = (device.clone(), spec.clone(), params.to_vec(), validation.clone());
+    let metrics = tokio::task::spawn_blocking(move || {
+        futures::executor::block_on(workload::evaluate(&device, &spec, &params, &validation))
+    })
+    .await??;
+    Ok(metrics)
+}
+
+/// Copies the bundle's shard blobs into the node's blob store (they are served to peers).
+fn import_bundle(blobs: &BlobStore, bundle: &Bundle) -> Result<()> {
+    let manifest = &bundle.manifest;
+    for shard in manifest.train.iter().chain(std::iter::once(&manifest.validation)) {
+        if !blobs.has(&shard.blob) {
+            blobs.put_verified(&shard.blob, &bundle.shard_bytes(&shard.blob)?)?;
+        }
+    }
+    blobs.put(&canonical_bytes(manifest))?;
+    Ok(())
+}
+
+/// The experiment's defaults for one laptop: they reach ≥ 90 % validation accuracy on the
+/// 10,000-digit MNIST bundle within 20 rounds.
+pub fn default_manifest(settings: &Settings, dataset: &DatasetManifest, validator: &Identity, genesis: BlobId) -> ExperimentManifest {
+    ExperimentManifest {
+        id: EXPERIMENT_ID.into(),
+        title: "MNIST digits, 784-128-10 MLP".into(),
+        dataset: dataset.id(),
+        model: ModelSpec::Mlp { inputs: dataset.layout.features, hidden: 128, classes: dataset.layout.classes },
+        lease: LeaseSpec {
+            examples: settings.lease_examples,
+            batch_size: settings.batch_size,
+            local_steps: settings.local_steps,
+            learning_rate: settings.learning_rate,
+            ttl_ms: settings.lease_ttl_secs * 1000,
+        },
+        merge: MergeSpec {
+            min_updates: settings.min_updates,
+            max_updates: 32,
+            round_deadline_ms: settings.round_deadline_secs * 1000,
+            max_delta_norm: 100.0,
+            outer_learning_rate: 1.0,
+        },
+        validators: vec![validator.peer_id().to_string()],
+        quorum: 1,
+        genesis,
+    }
+}
+
+async fn create(
+    identity: &Identity,
+    db: &Db,
+    blobs: &BlobStore,
+    bundle: &Bundle,
+    settings: &Settings,
+    device: &Device,
+    validation: &Examples,
+) -> Result<Coordinator> {
+    let dataset = bundle.manifest.clone();
+    let spec = ModelSpec::Mlp { inputs: dataset.layout.features, hidden: 128, classes: dataset.layout.classes };
+    let params = workload::model::genesis_parameters(&spec, settings.seed);
+    let genesis = blobs.put(&merge::encode_f32le(&params))?;
+    let manifest = default_manifest(settings, &dataset, identity, genesis);
+    let metrics = evaluate(device, &manifest.model, &params, validation).await?;
+    let head = sign_head(identity, &manifest.id, 0, None, genesis, metrics, vec![], now_ms());
+    let experiment = identity.sign(manifest);
+    db.set_meta("experiment", &postcard::to_allocvec(&experiment)?)?;
+    db.put_head(&head)?;
+    tracing::info!("created experiment {} (genesis accuracy {:.2}%)", experiment.body.id, metrics.val_accuracy * 100.0);
+    Coordinator::new(identity.clone(), experiment, dataset, vec![head], params, now_ms())
+}
+
+fn resume(identity: &Identity, db: &Db, blobs: &BlobStore, bundle: &Bundle, experiment: &[u8]) -> Result<Coordinator> {
+    let experiment: Signed<ExperimentManifest> = postcard::from_bytes(experiment).context("the stored experiment is corrupt")?;
+    experiment.verify_by(&identity.peer_id().to_string()).context("the stored experiment is not signed by this node")?;
+    if experiment.body.dataset != bundle.manifest.id() {
+        bail!(
+            "this data directory trains on dataset {}, but --dataset holds {}; use the same dataset or a new --data-dir",
+            experiment.body.dataset.short(),
+            bundle.manifest.id().short()
+        );
+    }
+    let heads = db.heads()?;
+    let head = heads.last().context("the data directory has an experiment but no heads")?;
+    let bytes = blobs.get(&head.checkpoint)?.with_context(|| format!("checkpoint {} of round {} is missing", head.checkpoint, head.round))?;
+    if BlobId::of(&bytes) != head.checkpoint {
+        bail!("checkpoint {} of round {} is corrupt", head.checkpoint, head.round);
+    }
+    let params = merge::decode_f32le(&bytes, experiment.body.model.parameter_count())?;
+    tracing::info!("resuming {} at round {} ({} heads on disk)", experiment.body.id, head.round, heads.len());
+    let round = head.round + 1;
+    let mut coordinator = Coordinator::new(identity.clone(), experiment, bundle.manifest.clone(), heads, params, now_ms())?;
+    coordinator.restore_leases(db.leases_for_round(round)?);
+    Ok(coordinator)
+}
+
+impl EdgeNode for Seed {
+    fn network(&self) -> NetworkInfo {
+        NetworkInfo {
+            peer_id: self.identity.peer_id().to_string(),
+            listen_addrs: self.listen_addrs.lock().expect("lock").clone(),
+            experiments: vec![self.coordinator().manifest().id.clone()],
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn experiment(&self, experiment: &str) -> Result<ExperimentInfo, EdgeError> {
+        let coordinator = self.coordinator();
+        check_experiment(&coordinator, experiment)?;
+        Ok(ExperimentInfo { manifest: coordinator.experiment().clone(), dataset: coordinator.dataset().clone() })
+    }
+
+    fn head(&self, experiment: &str) -> Result<HeadInfo, EdgeError> {
+        let coordinator = self.coordinator();
+        check_experiment(&coordinator, experiment)?;
+        Ok(HeadInfo { id: coordinator.head_id(), head: coordinator.head().clone() })
+    }
+
+    fn grant_lease(&self, experiment: &str, request: LeaseRequest) -> Result<LeaseGrant, EdgeError> {
+        if request.runtime == Runtime::Browser {
+            self.touch_peer(&request.holder, "browser", "http");
+        }
+        self.grant(experiment, &request)
+    }
+
+    fn lease_data(&self, lease: &LeaseId) -> Result<Vec<u8>, EdgeError> {
+        let (slice, shard_blob, record_bytes) = {
+            let coordinator = self.coordinator();
+            let lease = coordinator
+                .lease(lease)
+                .ok_or_else(|| EdgeError::NotFound(format!("no lease {} in the open round", lease.short())))?;
+            let now = now_ms();
+            if !lease.body.is_live(now) {
+                return Err(EdgeError::Forbidden(format!(
+                    "lease {} expired {} s ago; request a new one",
+                    lease.id().short(),
+                    (now - lease.body.expires_at) / 1000
+                )));
+            }
+            let shard = coordinator.dataset().train_shard(lease.body.slice.shard).map_err(|e| EdgeError::Internal(e.to_string()))?;
+            (lease.body.slice, shard.blob, coordinator.dataset().layout.record_bytes)
+        };
+        let bytes = self
+            .blobs
+            .get(&shard_blob)
+            .map_err(|e| EdgeError::Internal(format!("{e:#}")))?
+            .ok_or_else(|| EdgeError::Internal(format!("shard {shard_blob} is missing from the store")))?;
+        let start = slice.first_record as usize * record_bytes as usize;
+        let end = start + slice.count as usize * record_bytes as usize;
+        bytes.get(start..end).map(|s| s.to_vec()).ok_or_else(|| EdgeError::Internal("shard shorter than its manifest".into()))
+    }
+
+    fn submit_update(&self, lease: &LeaseId, submission: UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
+        if &submission.update.body.lease != lease {
+            return Err(EdgeError::BadRequest(format!(
+                "the update is for lease {}, but was posted to lease {}",
+                submission.update.body.lease.short(),
+                lease.short()
+            )));
+        }
+        self.touch_peer(&submission.update.body.holder, submission.update.body.runtime.label(), "http");
+        self.ingest(&submission)
+    }
+
+    fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, EdgeError> {
+        self.blobs.get(id).map_err(|e| EdgeError::Internal(format!("{e:#}")))
+    }
+
+    fn dashboard(&self, experiment: &str) -> Result<DashboardSnapshot, EdgeError> {
+        let now = now_ms();
+        let coordinator = self.coordinator();
+        check_experiment(&coordinator, experiment)?;
+        let mut peers: Vec<PeerSummary> = self.peers.lock().expect("lock").values().cloned().collect();
+        peers.sort_by(|a, b| a.role.cmp(&b.role).then(a.peer_id.cmp(&b.peer_id)));
+        Ok(DashboardSnapshot {
+            experiment: coordinator.manifest().id.clone(),
+            validators: coordinator.manifest().validators.clone(),
+            quorum: coordinator.manifest().quorum,
+            open_round: coordinator.open_round(),
+            heads: coordinator.heads().iter().rev().map(HeadSummary::of).collect(),
+            leases: coordinator.live_leases(now),
+            peers,
+            recent_events: coordinator.recent_events(),
+            now,
+        })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<NetworkEvent> {
+        self.events.subscribe()
+    }
+}

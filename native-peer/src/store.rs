@@ -1,0 +1,186 @@
+//! A node's data directory: content-addressed blobs as files, and heads, leases and settings in
+//! an embedded redb database.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use protocol::head::Head;
+use protocol::lease::Lease;
+use protocol::{BlobId, Identity, Signed};
+use redb::{Database, ReadableTable, TableDefinition};
+
+const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("heads");
+const LEASES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leases");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Immutable blobs named by their hash, one file each.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    dir: PathBuf,
+}
+
+impl BlobStore {
+    /// Opens (creating) `<dir>`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating blob directory {}", dir.display()))?;
+        Ok(Self { dir: dir.to_path_buf() })
+    }
+
+    fn path(&self, id: &BlobId) -> PathBuf {
+        self.dir.join(id.to_hex())
+    }
+
+    /// Stores bytes under their hash; returns the id.
+    pub fn put(&self, bytes: &[u8]) -> Result<BlobId> {
+        let id = BlobId::of(bytes);
+        let path = self.path(&id);
+        if !path.exists() {
+            // Write then rename, so a crash never leaves a truncated blob under a valid name.
+            let tmp = self.dir.join(format!(".{}.tmp", id.to_hex()));
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing blob {id}"))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("storing blob {id}"))?;
+        }
+        Ok(id)
+    }
+
+    /// Stores bytes that must hash to `expected` (fetched from someone else).
+    pub fn put_verified(&self, expected: &BlobId, bytes: &[u8]) -> Result<()> {
+        let actual = BlobId::of(bytes);
+        if &actual != expected {
+            bail!("blob {expected} rejected: its bytes hash to {actual}");
+        }
+        self.put(bytes)?;
+        Ok(())
+    }
+
+    /// A blob's bytes, if present.
+    pub fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(id)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading blob {id}")),
+        }
+    }
+
+    /// Whether the blob is present.
+    pub fn has(&self, id: &BlobId) -> bool {
+        self.path(id).exists()
+    }
+}
+
+/// Heads, leases and settings of one node.
+pub struct Db {
+    db: Database,
+}
+
+impl Db {
+    /// Opens (creating) `<path>`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).with_context(|| format!("opening database {}", path.display()))?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(HEADS)?;
+            tx.open_table(LEASES)?;
+            tx.open_table(META)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Records a promoted head.
+    pub fn put_head(&self, head: &Head) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(HEADS)?.insert(head.round, postcard::to_allocvec(head)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every head, oldest first.
+    pub fn heads(&self) -> Result<Vec<Head>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(HEADS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, bytes) = row?;
+            out.push(postcard::from_bytes(bytes.value()).context("a stored head is corrupt")?);
+        }
+        Ok(out)
+    }
+
+    /// Records a granted lease.
+    pub fn put_lease(&self, lease: &Signed<Lease>) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(LEASES)?.insert(&lease.id().0, postcard::to_allocvec(lease)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every lease granted for `round`.
+    pub fn leases_for_round(&self, round: u64) -> Result<Vec<Signed<Lease>>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(LEASES)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (_, bytes) = row?;
+            let lease: Signed<Lease> = postcard::from_bytes(bytes.value()).context("a stored lease is corrupt")?;
+            if lease.body.round == round {
+                out.push(lease);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored setting.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(META)?;
+        Ok(table.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a setting.
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.insert(key, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Loads the node identity from `<dir>/identity.key` (hex secret), creating it on first use.
+pub fn load_or_create_identity(dir: &Path) -> Result<Identity> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("identity.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut secret)
+            .with_context(|| format!("{} is not a 64-hex-character ed25519 secret", path.display()))?;
+        return Identity::from_secret(secret).with_context(|| format!("{} holds an invalid key", path.display()));
+    }
+    let identity = Identity::generate();
+    std::fs::write(&path, hex::encode(identity.secret())).with_context(|| format!("writing {}", path.display()))?;
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_stored_by_hash_and_foreign_bytes_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let id = store.put(b"hello").unwrap();
+        assert_eq!(store.get(&id).unwrap().unwrap(), b"hello");
+        assert!(store.put_verified(&id, b"tampered").is_err());
+        assert!(store.get(&BlobId::of(b"nope")).unwrap().is_none());
+    }
+
+    #[test]
+    fn identities_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_identity(dir.path()).unwrap();
+        let b = load_or_create_identity(dir.path()).unwrap();
+        assert_eq!(a.peer_id(), b.peer_id());
+    }
+}

@@ -360,7 +360,7 @@ mod tests {
             name: "t".into(),
             source: "t".into(),
             layout: RecordLayout::mnist(),
-            train: vec![shard(100), shard(60)],
+            train: vec![shard(100), shard(70)],
             validation: shard(20),
         };
         let manifest = ExperimentManifest {
@@ -369,7 +369,7 @@ mod tests {
             dataset: dataset.id(),
             model: ModelSpec::Mlp { inputs: 4, hidden: 2, classes: 2 },
             lease: LeaseSpec { examples: 20, batch_size: 4, local_steps: 2, learning_rate: 0.01, ttl_ms: 1000 },
-            merge: MergeSpec { min_updates: 2, max_updates: 3, round_deadline_ms: 5000, max_delta_norm: 10.0, outer_learning_rate: 1.0 },
+            merge: MergeSpec { min_updates: 2, max_updates: 3, round_deadline_ms: 5000, max_delta_norm: 100.0, outer_learning_rate: 1.0 },
             validators: vec![validator.peer_id().to_string()],
             quorum: 1,
             genesis: BlobId::of(b"genesis"),
@@ -425,24 +425,41 @@ mod tests {
     fn the_merge_is_weighted_by_leased_examples_not_claims() {
         let mut f = fixture();
         let (t1, l1) = trainer_lease(&mut f, 0);
-        // Make the second lease cover a 20-record slice and the third the 100th..: the plan
-        // gives equal 20-record slices here, so weigh by two different holders' equal leases
-        // and check the mean is the plain mean of equal weights.
+        // Seven more leases use up the 20-record slices; the ninth is shard 1's 10-record tail.
+        for _ in 0..7 {
+            trainer_lease(&mut f, 0);
+        }
         let (t2, l2) = trainer_lease(&mut f, 0);
+        assert_eq!((l1.body.slice.count, l2.body.slice.count), (20, 10));
         let (u1, b1) = update_for(&t1, &l1, &[1.0; PARAMS]);
-        let (u2, b2) = update_for(&t2, &l2, &[3.0; PARAMS]);
+        let (mut u2, b2) = update_for(&t2, &l2, &[4.0; PARAMS]);
         f.coordinator.ingest(&u1, &b1, 1).unwrap();
-        assert!(!f.coordinator.should_close(1), "a lease is still pending");
+        assert!(!f.coordinator.should_close(1), "leases are still pending");
+        // Claims in the update (steps, loss) do not change the weight.
+        u2.body.steps = 1000;
+        let u2 = t2.sign(u2.body);
         f.coordinator.ingest(&u2, &b2, 1).unwrap();
-        assert!(f.coordinator.should_close(1));
         let candidate = f.coordinator.take_candidate().unwrap();
-        assert_eq!(candidate.params, vec![2.0; PARAMS]);
-        assert_eq!(candidate.contributions.iter().map(|c| c.examples).collect::<Vec<_>>(), vec![20, 20]);
+        assert_eq!(candidate.params, vec![2.0; PARAMS], "(20·1 + 10·4) / 30");
+        assert_eq!(candidate.contributions.iter().map(|c| c.examples).collect::<Vec<_>>(), vec![20, 10]);
         let metrics = Metrics { val_loss: 1.0, val_accuracy: 0.5, val_examples: 20 };
         let head = f.coordinator.promote(candidate, BlobId::of(b"c1"), metrics, 2);
         assert_eq!(head.round, 1);
         head.verify_certificate(&f.coordinator.manifest().validators, 1).unwrap();
         assert_eq!(f.coordinator.open_round(), 2);
+    }
+
+    #[test]
+    fn a_round_closes_once_min_updates_arrived_and_no_lease_is_pending() {
+        let mut f = fixture();
+        let (t1, l1) = trainer_lease(&mut f, 0);
+        let (t2, l2) = trainer_lease(&mut f, 0);
+        let (u1, b1) = update_for(&t1, &l1, &[1.0; PARAMS]);
+        let (u2, b2) = update_for(&t2, &l2, &[1.0; PARAMS]);
+        f.coordinator.ingest(&u1, &b1, 1).unwrap();
+        assert!(!f.coordinator.should_close(1));
+        f.coordinator.ingest(&u2, &b2, 1).unwrap();
+        assert!(f.coordinator.should_close(1));
     }
 
     #[test]

@@ -1,0 +1,235 @@
+//! Multi-process tests over loopback: the real `bonfire` binary prepares a dataset from IDX
+//! files, runs the seed (validator + edge) with native trainers over libp2p, and a test client
+//! plays a browser over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::api::{DashboardSnapshot, ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest, UpdateSubmission};
+use protocol::update::{DeltaEncoding, Runtime, Update};
+use protocol::{merge, BlobId, Identity};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bonfire");
+
+/// Writes learnable IDX files: digit k brightens a band of rows, plus deterministic noise.
+fn write_idx(dir: &Path, n: u32) -> (PathBuf, PathBuf) {
+    let mut images = Vec::new();
+    for v in [0x0803u32, n, 28, 28] {
+        images.extend(v.to_be_bytes());
+    }
+    let mut labels = Vec::new();
+    for v in [0x0801u32, n] {
+        labels.extend(v.to_be_bytes());
+    }
+    for i in 0..n {
+        let label = (i * 7 % 10) as u8;
+        for p in 0..784u32 {
+            let band = (p / 28) / 3 == label as u32;
+            let noise = (i.wrapping_mul(2654435761).wrapping_add(p * 40503) >> 13) % 90;
+            images.push(if band { 160 + (noise as u8 % 90) } else { noise as u8 });
+        }
+        labels.push(label);
+    }
+    let (img, lab) = (dir.join("images.idx"), dir.join("labels.idx"));
+    std::fs::write(&img, images).unwrap();
+    std::fs::write(&lab, labels).unwrap();
+    (img, lab)
+}
+
+fn prepare(dir: &Path) -> PathBuf {
+    let (img, lab) = write_idx(dir, 3000);
+    let out = dir.join("dataset");
+    let status = Command::new(BIN)
+        .args(["dataset", "prepare", "--validation", "500", "--shard-records", "500", "--out"])
+        .arg(&out)
+        .arg("--idx-images")
+        .arg(&img)
+        .arg("--idx-labels")
+        .arg(&lab)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// A running `bonfire up`, killed on drop.
+struct Network {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn up(data: &Path, dataset: &Path, trainers: usize, extra: &[&str]) -> Network {
+    let mut child = Command::new(BIN)
+        .args(["up", "--http", "127.0.0.1:0", "--trainers", &trainers.to_string(), "--data-dir"])
+        .arg(data)
+        .arg("--dataset")
+        .arg(dataset)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("bonfire up exited before the edge listened").unwrap();
+        if let Some(url) = line.strip_prefix("edge listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Network { child, base }
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn dashboard(net: &Network) -> DashboardSnapshot {
+    client().get(format!("{}/api/experiments/mnist-mlp/dashboard", net.base)).send().unwrap().json().unwrap()
+}
+
+fn wait_for_round(net: &Network, round: u64) -> DashboardSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let snapshot = dashboard(net);
+        if snapshot.heads.first().is_some_and(|h| h.round >= round) {
+            return snapshot;
+        }
+        assert!(Instant::now() < deadline, "round {round} not reached; newest: {:?}", snapshot.heads.first().map(|h| h.round));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn native_trainers_over_libp2p_raise_accuracy_and_every_head_is_certified() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let net = up(&dir.path().join("node"), &dataset, 2, &[]);
+    let snapshot = wait_for_round(&net, 5);
+    let genesis = snapshot.heads.last().unwrap();
+    let newest = snapshot.heads.first().unwrap();
+    assert_eq!(genesis.round, 0);
+    assert!(
+        newest.metrics.val_accuracy > genesis.metrics.val_accuracy + 0.3,
+        "accuracy {} → {}",
+        genesis.metrics.val_accuracy,
+        newest.metrics.val_accuracy
+    );
+    let info: ExperimentInfo = client().get(format!("{}/api/experiments/mnist-mlp", net.base)).send().unwrap().json().unwrap();
+    let manifest = info.manifest.verify().unwrap();
+    let head: HeadInfo = client().get(format!("{}/api/experiments/mnist-mlp/head", net.base)).send().unwrap().json().unwrap();
+    head.head.verify_certificate(&manifest.validators, manifest.quorum).unwrap();
+    assert_eq!(head.id, head.head.id());
+    let trainers: std::collections::HashSet<_> =
+        snapshot.heads.iter().flat_map(|h| h.contributors.iter().map(|c| (c.peer_id.clone(), c.runtime))).collect();
+    assert_eq!(trainers.len(), 2, "both native trainers contributed: {trainers:?}");
+    assert!(trainers.iter().all(|(_, r)| *r == Runtime::NativeBurn));
+    // The checkpoint blob is served and matches its id.
+    let bytes = client().get(format!("{}/api/blobs/{}", net.base, head.head.checkpoint)).send().unwrap().bytes().unwrap();
+    assert_eq!(BlobId::of(&bytes), head.head.checkpoint);
+}
+
+#[test]
+fn an_http_peer_leases_trains_and_gets_merged_and_bad_updates_are_refused_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let data = dir.path().join("node");
+    let net = up(&data, &dataset, 1, &["--min-updates", "1"]);
+    wait_for_round(&net, 1);
+    let http = client();
+    let me = Identity::generate();
+    let request = LeaseRequest { holder: me.peer_id().to_string(), runtime: Runtime::Browser };
+    // 409 means the round is being merged right now: ask again, as the browser does.
+    let grant: LeaseGrant = loop {
+        let response = http.post(format!("{}/api/experiments/mnist-mlp/leases", net.base)).json(&request).send().unwrap();
+        if response.status() != 409 {
+            break response.json().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let lease = grant.lease.verify().unwrap().clone();
+
+    // The slice is served, chunk-verifiable; another lease id is 404.
+    let records = http.get(format!("{}/api/leases/{}/data", net.base, grant.lease_id)).send().unwrap().bytes().unwrap();
+    let info: ExperimentInfo = http.get(format!("{}/api/experiments/mnist-mlp", net.base)).send().unwrap().json().unwrap();
+    let shard = &info.dataset.train[lease.slice.shard as usize];
+    shard.verify_slice(lease.slice.shard, lease.slice.first_record, lease.slice.count, 785, &records).unwrap();
+    let missing = http.get(format!("{}/api/leases/{}/data", net.base, BlobId::of(b"x"))).send().unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let params = info.manifest.body.model.parameter_count();
+    let submit = |update: &protocol::Signed<Update>, delta: Vec<u8>| {
+        http.post(format!("{}/api/leases/{}/update", net.base, grant.lease_id))
+            .json(&UpdateSubmission { update: update.clone(), delta })
+            .send()
+            .unwrap()
+    };
+    let signed = |signer: &Identity, values: &[f32]| {
+        let bytes = merge::encode_f32le(values);
+        let update = signer.sign(Update {
+            experiment: "mnist-mlp".into(),
+            lease: grant.lease_id,
+            base_head: lease.base_head,
+            delta: BlobId::of(&bytes),
+            encoding: DeltaEncoding::F32Le,
+            holder: me.peer_id().to_string(),
+            runtime: Runtime::Browser,
+            train_loss: 1.0,
+            steps: 1,
+        });
+        (update, bytes)
+    };
+    let reason = |response: reqwest::blocking::Response| -> (u16, String) {
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().unwrap();
+        (status, body["error"].as_str().unwrap_or_default().to_string())
+    };
+
+    // Signed by someone else while naming us as holder.
+    let (forged, bytes) = signed(&Identity::generate(), &vec![0.0; params]);
+    let (status, why) = reason(submit(&forged, bytes));
+    assert_eq!(status, 422);
+    assert!(why.contains("signature"), "{why}");
+    // Not finite.
+    let (nan, bytes) = signed(&me, &vec![f32::NAN; params]);
+    let (status, why) = reason(submit(&nan, bytes));
+    assert!(status == 422 && why.contains("not finite"), "{why}");
+    // Wrong shape.
+    let (short, bytes) = signed(&me, &[0.0; 10]);
+    assert!(reason(submit(&short, bytes)).1.contains("shape"));
+    // Malformed JSON body is a 400 with a message.
+    let bad = http.post(format!("{}/api/leases/{}/update", net.base, grant.lease_id)).body("{").header("content-type", "application/json").send().unwrap();
+    assert_eq!(bad.status(), 400);
+
+    // A real (small) delta is accepted and merged into the next head, weighted by the lease.
+    let (good, bytes) = signed(&me, &vec![1e-4; params]);
+    let accepted = submit(&good, bytes);
+    assert_eq!(accepted.status(), 200);
+    let (dup, bytes) = signed(&me, &vec![2e-4; params]);
+    assert!(reason(submit(&dup, bytes)).1.contains("already"));
+    let snapshot = wait_for_round(&net, lease.round);
+    let head = snapshot.heads.iter().find(|h| h.round == lease.round).unwrap();
+    let mine = head.contributors.iter().find(|c| c.peer_id == me.peer_id().to_string()).expect("our update was merged");
+    assert_eq!(mine.runtime, Runtime::Browser);
+    assert_eq!(mine.examples, lease.slice.count, "weight comes from the lease");
+    assert!(snapshot.recent_events.iter().any(|e| matches!(e, protocol::api::NetworkEvent::UpdateRejected { .. })));
+
+    // Restart from the data directory: no promoted head is lost.
+    let before = snapshot.heads.first().unwrap().round;
+    drop(net);
+    let net = up(&data, &dataset, 0, &[]);
+    let after = dashboard(&net);
+    assert!(after.heads.first().unwrap().round >= before);
+    assert_eq!(after.heads.last().unwrap().round, 0);
+}

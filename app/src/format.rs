@@ -1,6 +1,5 @@
 //! Display helpers shared by the pages, so every number and id looks the same everywhere.
 
-use protocol::update::Runtime;
 use protocol::UnixMillis;
 
 /// Placeholder for a value not known yet.
@@ -40,13 +39,5 @@ pub fn ago(now: UnixMillis, then: UnixMillis) -> String {
         0..=119 => format!("{s} s ago"),
         120..=7199 => format!("{} min ago", s / 60),
         _ => format!("{} h ago", s / 3600),
-    }
-}
-
-/// A small glyph for the kind of peer, next to its label.
-pub fn runtime_icon(runtime: Runtime) -> &'static str {
-    match runtime {
-        Runtime::Browser => "🌐",
-        Runtime::NativeBurn => "🖥",
     }
 }

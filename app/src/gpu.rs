@@ -20,7 +20,15 @@ impl GpuProbe {
     pub fn line(&self) -> String {
         match self {
             GpuProbe::Available(name) => format!("WebGPU available: {name}"),
-            GpuProbe::Unavailable(why) => format!("No WebGPU adapter: training uses the CPU ({why})"),
+            GpuProbe::Unavailable(_) => "No WebGPU adapter: training uses the CPU".to_string(),
+        }
+    }
+
+    /// Why there is no adapter (shown as the line's tooltip), if there is none.
+    pub fn why_not(&self) -> Option<&str> {
+        match self {
+            GpuProbe::Available(_) => None,
+            GpuProbe::Unavailable(why) => Some(why),
         }
     }
 }

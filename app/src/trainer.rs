@@ -2,13 +2,14 @@
 //! the worker last said. It lives at the app's root so training continues (and the header shows
 //! it) while the user browses the dashboard.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use dioxus::prelude::*;
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::StreamExt;
+use gloo_timers::future::TimeoutFuture;
 use protocol::worker::{WorkerCommand, WorkerEvent};
 
 use crate::browser;
@@ -107,15 +108,20 @@ impl TrainerView {
             self.run = RunState::Running;
         }
         match event {
+            // The worker repeats these on every retry; log them only when they change.
             WorkerEvent::Identity { peer_id } => {
-                self.log(at, format!("identity {peer_id}"), Tone::Info);
-                self.peer_id = Some(peer_id);
+                if self.peer_id.as_deref() != Some(peer_id.as_str()) {
+                    self.log(at, format!("identity {peer_id}"), Tone::Info);
+                    self.peer_id = Some(peer_id);
+                }
             }
             WorkerEvent::Backend { backend, adapter } => {
-                let on = adapter.as_deref().map(|a| format!(" on {a}")).unwrap_or_default();
-                self.log(at, format!("training on {backend}{on}"), Tone::Info);
-                self.backend = Some(backend);
-                self.worker_adapter = adapter;
+                if self.backend.as_deref() != Some(backend.as_str()) || self.worker_adapter != adapter {
+                    let on = adapter.as_deref().map(|a| format!(" on {a}")).unwrap_or_default();
+                    self.log(at, format!("training on {backend}{on}"), Tone::Info);
+                    self.backend = Some(backend);
+                    self.worker_adapter = adapter;
+                }
             }
             WorkerEvent::Phase { round, text } => {
                 self.round = Some(round);
@@ -171,6 +177,13 @@ impl TrainerView {
         self.log(at, "stop pressed".into(), Tone::Info);
     }
 
+    /// The page terminated the worker without waiting for `Stopped`.
+    pub fn terminated(&mut self, at: String) {
+        self.run = RunState::Idle;
+        self.set_status("stopped (worker terminated)".into(), false);
+        self.log(at, "worker terminated".into(), Tone::Info);
+    }
+
     /// A failure on the page's side (the worker could not be started or reached).
     pub fn failed(&mut self, why: String, at: String) {
         self.run = RunState::Idle;
@@ -197,12 +210,19 @@ impl TrainerView {
     }
 }
 
+/// How often `Start` is re-sent to a worker that has not answered yet.
+const START_RESEND_MS: u32 = 250;
+/// How long a new worker may take to answer before the page gives up on it.
+const START_TIMEOUT_MS: u32 = 120_000;
+
 /// The app-wide training handle: cheap to clone, provided as context by the root.
 #[derive(Clone)]
 pub struct Trainer {
     pub view: Signal<TrainerView>,
     link: Rc<RefCell<Option<WorkerLink>>>,
     events: UnboundedSender<FromWorker>,
+    /// Bumped by every start, stop and terminate, so a pending re-send loop knows it is stale.
+    epoch: Rc<Cell<u64>>,
 }
 
 impl Trainer {
@@ -211,14 +231,51 @@ impl Trainer {
         let mut view = self.view;
         let sent = self.with_link(|link| link.send(&command));
         match sent {
-            Ok(()) => view.write().starting(browser::clock()),
+            Ok(()) => {
+                view.write().starting(browser::clock());
+                self.resend_until_heard(command);
+            }
             Err(why) => view.write().failed(why, browser::clock()),
         }
+    }
+
+    /// A freshly spawned worker drops messages that arrive before its wasm has installed its
+    /// handler; repeat `command` until the worker says something, or give up after a while.
+    fn resend_until_heard(&self, command: WorkerCommand) {
+        let epoch = self.epoch.get() + 1;
+        self.epoch.set(epoch);
+        let (link, current, events) = (self.link.clone(), self.epoch.clone(), self.events.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut waited = 0;
+            loop {
+                if current.get() != epoch {
+                    return;
+                }
+                match link.borrow().as_ref() {
+                    Some(worker) if !worker.heard_from() => {}
+                    _ => return,
+                }
+                if waited >= START_TIMEOUT_MS {
+                    let why = format!("the training worker did not answer within {} s", START_TIMEOUT_MS / 1000);
+                    let _ = events.unbounded_send(FromWorker::Crashed(why));
+                    return;
+                }
+                TimeoutFuture::new(START_RESEND_MS).await;
+                waited += START_RESEND_MS;
+                if current.get() != epoch {
+                    return;
+                }
+                if let Some(worker) = link.borrow().as_ref().filter(|w| !w.heard_from()) {
+                    let _ = worker.send(&command);
+                }
+            }
+        });
     }
 
     /// Asks the worker to finish its current step and stop.
     pub fn stop(&self) {
         let mut view = self.view;
+        self.epoch.set(self.epoch.get() + 1);
         let sent = match self.link.borrow().as_ref() {
             Some(link) => link.send(&WorkerCommand::Stop),
             None => Ok(()),
@@ -228,6 +285,14 @@ impl Trainer {
             Ok(()) => view.write().run = RunState::Idle,
             Err(why) => view.write().failed(why, browser::clock()),
         }
+    }
+
+    /// Ends a worker that does not stop by itself: terminates it mid-step.
+    pub fn terminate(&self) {
+        let mut view = self.view;
+        self.epoch.set(self.epoch.get() + 1);
+        self.link.borrow_mut().take();
+        view.write().terminated(browser::clock());
     }
 
     /// Runs `f` on the worker, spawning it first (once per tab, or again after a crash).
@@ -246,7 +311,7 @@ pub fn use_trainer_provider() -> Trainer {
     let view = use_signal(TrainerView::default);
     let (trainer, inbox) = use_hook(|| {
         let (events, inbox) = mpsc::unbounded();
-        let trainer = Trainer { view, link: Rc::default(), events };
+        let trainer = Trainer { view, link: Rc::default(), events, epoch: Rc::default() };
         (trainer, Rc::new(RefCell::new(Some(inbox))))
     });
     use_context_provider(|| trainer.clone());

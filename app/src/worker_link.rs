@@ -2,6 +2,9 @@
 //! stops and listens: commands go out and events come back as JSON strings of the
 //! `protocol::worker` types, so the page never links burn or libp2p.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use futures::channel::mpsc::UnboundedSender;
 use protocol::worker::{WorkerCommand, WorkerEvent};
 use wasm_bindgen::closure::Closure;
@@ -25,6 +28,8 @@ pub enum FromWorker {
 /// A running worker. Dropping it terminates the worker.
 pub struct WorkerLink {
     worker: Worker,
+    /// Set once the worker has said anything: from then on it is listening.
+    heard: Rc<Cell<bool>>,
     // Held so the JS callbacks stay alive as long as the worker.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_error: Closure<dyn FnMut(Event)>,
@@ -35,8 +40,10 @@ impl WorkerLink {
     pub fn spawn(events: UnboundedSender<FromWorker>) -> Result<Self, String> {
         let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("cannot start the training worker: {e:?}"))?;
 
-        let tx = events.clone();
+        let heard = Rc::new(Cell::new(false));
+        let (tx, heard_by_handler) = (events.clone(), heard.clone());
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            heard_by_handler.set(true);
             let _ = tx.unbounded_send(decode(&message.data()));
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -51,7 +58,14 @@ impl WorkerLink {
         });
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
 
-        Ok(Self { worker, _on_message: on_message, _on_error: on_error })
+        Ok(Self { worker, heard, _on_message: on_message, _on_error: on_error })
+    }
+
+    /// Whether the worker has answered yet. Until it has, it may still be instantiating its
+    /// wasm, and a worker drops messages that arrive before it installs its handler, so the
+    /// page re-sends `Start` until this turns true (the worker ignores a repeated `Start`).
+    pub fn heard_from(&self) -> bool {
+        self.heard.get()
     }
 
     /// Posts one command as a JSON string.

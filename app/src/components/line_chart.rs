@@ -69,6 +69,18 @@ impl Frame {
     }
 }
 
+/// Whole numbers across `[lo, hi]`, at most about [`X_TICKS`] of them (rounds are integers).
+fn integer_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let step = ((hi - lo) / X_TICKS as f64).ceil().max(1.0);
+    let mut ticks = Vec::new();
+    let mut x = lo.ceil();
+    while x <= hi && ticks.len() <= 2 * X_TICKS {
+        ticks.push(x);
+        x += step;
+    }
+    ticks
+}
+
 /// One series in plot coordinates.
 struct Line {
     class: String,
@@ -92,9 +104,9 @@ pub fn LineChart(id: String, title: String, x_label: String, series: Vec<Series>
     };
 
     let bottom = TOP + Frame::plot_height();
-    let x_ticks: Vec<(f64, String)> = (0..=X_TICKS)
-        .map(|k| frame.x_lo + (frame.x_hi - frame.x_lo) * k as f64 / X_TICKS as f64)
-        .map(|x| (frame.x(x), format!("{}", x.round())))
+    let x_ticks: Vec<(f64, String)> = integer_ticks(frame.x_lo, frame.x_hi)
+        .into_iter()
+        .map(|x| (frame.x(x), format!("{x}")))
         .collect();
     // Gridlines at 0, ½ and 1 of each scale; labels of the first series left, second right.
     let y_ticks: Vec<(f64, Option<String>, Option<String>)> = [0.0, 0.5, 1.0]

@@ -14,6 +14,11 @@ pub fn Sparkline(id: String, values: Vec<f32>, label: String) -> Element {
         (Some(first), Some(last)) => format!("{label}: {first:.4} → {last:.4} over {} windows", values.len()),
         _ => format!("{label}: no data yet"),
     };
+    if values.len() < 2 {
+        return rsx! {
+            span { id: "{id}", class: "sparkline empty", title: "{title}", "waiting for the first windows" }
+        };
+    }
     rsx! {
         svg {
             id: "{id}",
@@ -23,13 +28,7 @@ pub fn Sparkline(id: String, values: Vec<f32>, label: String) -> Element {
             role: "img",
             "aria-label": "{title}",
             title { "{title}" }
-            if values.len() > 1 {
-                polyline { class: "spark-line", points: "{points}" }
-            } else {
-                text { class: "chart-empty", x: "{WIDTH / 2.0}", y: "{HEIGHT / 2.0 + 4.0}", text_anchor: "middle",
-                    "waiting for the first windows"
-                }
-            }
+            polyline { class: "spark-line", points: "{points}" }
         }
     }
 }

@@ -86,7 +86,10 @@ pub fn Contribute() -> Element {
         let key = key.clone();
         let request = request.clone();
         move |_: MouseEvent| {
-            if trainer.view.read().is_active() {
+            let run = trainer.view.read().run;
+            if run == RunState::Stopping {
+                trainer.terminate();
+            } else if run != RunState::Idle {
                 trainer.stop();
             } else if let Ok(key) = &key {
                 trainer.start(WorkerCommand::Start {
@@ -103,11 +106,11 @@ pub fn Contribute() -> Element {
     let (button_label, button_class) = match view.run {
         RunState::Idle => ("Contribute", "big"),
         RunState::Starting | RunState::Running => ("Stop", "big running"),
-        RunState::Stopping => ("Stopping…", "big running"),
+        RunState::Stopping => ("Force stop", "big running"),
     };
-    let adapter_line = match &*probe.read() {
-        Some(found) => found.line(),
-        None => "Looking for a WebGPU adapter…".to_string(),
+    let (adapter_line, adapter_why) = match &*probe.read() {
+        Some(found) => (found.line(), found.why_not().unwrap_or_default().to_string()),
+        None => ("Looking for a WebGPU adapter…".to_string(), String::new()),
     };
     let backend = view.backend.clone().unwrap_or_default();
     let backend_detail = view.worker_adapter.clone().map(|a| format!("adapter: {a}"));
@@ -131,11 +134,11 @@ pub fn Contribute() -> Element {
             button {
                 id: "contribute",
                 class: "{button_class}",
-                disabled: view.run == RunState::Stopping || key.is_err(),
+                disabled: key.is_err(),
                 onclick: press,
                 "{button_label}"
             }
-            p { id: "adapter", class: "adapter", "{adapter_line}" }
+            p { id: "adapter", class: "adapter", title: "{adapter_why}", "{adapter_line}" }
             p { class: "request",
                 "backend requested: {backend_name(request.backend)}"
                 if let Some(exp) = experiment_line {

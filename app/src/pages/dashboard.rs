@@ -18,7 +18,7 @@ use crate::api::{self, ExperimentPicker};
 use crate::browser;
 use crate::components::{Axis, Banner, LineChart, NetworkEventItem, Series};
 use crate::event_stream::{EventStream, StreamItem};
-use crate::format::{ago, expires_in, percent, runtime_icon, short_peer};
+use crate::format::{ago, expires_in, percent, short_peer};
 
 /// Longest wait between snapshot fetches when no event arrives.
 const REFRESH_MS: u32 = 3_000;
@@ -224,7 +224,7 @@ fn HeadsTable(heads: Vec<HeadSummary>) -> Element {
                                             "data-peer-id": "{c.peer_id}",
                                             "data-runtime": "{c.runtime.label()}",
                                             title: "{c.peer_id} · {c.runtime.label()} · {c.examples} examples",
-                                            span { class: "rt", "{runtime_icon(c.runtime)} {c.runtime.label()}" }
+                                            span { class: "rt {c.runtime.label()}", "{c.runtime.label()}" }
                                             " "
                                             span { class: "mono", "{short_peer(&c.peer_id)}" }
                                         }
@@ -261,7 +261,9 @@ fn LeasesTable(snapshot: DashboardSnapshot) -> Element {
                         for lease in snapshot.leases.iter() {
                             tr { key: "{lease.id}", class: "lease-row",
                                 td { class: "mono", title: "{lease.holder}", "{short_peer(&lease.holder)}" }
-                                td { "{runtime_icon(lease.runtime)} {lease.runtime.label()}" }
+                                td {
+                                    span { class: "rt {lease.runtime.label()}", "{lease.runtime.label()}" }
+                                }
                                 td { "{lease.round}" }
                                 td { {slice(lease.shard, lease.first_record, lease.count)} }
                                 td { {expires_in(snapshot.now, lease.expires_at)} }

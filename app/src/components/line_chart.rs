@@ -11,6 +11,8 @@ const RIGHT: f64 = 56.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 40.0;
 const X_TICKS: usize = 6;
+/// Beyond this many points per series, points are drawn as a bare line.
+const MAX_DOTS: usize = 60;
 
 /// How a series' y values are labelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +132,9 @@ pub fn LineChart(id: String, title: String, x_label: String, series: Vec<Series>
         })
         .collect();
 
+    // Dots help read a few rounds; on a long run they only blur the line.
+    let show_dots = lines.iter().all(|l| l.dots.len() <= MAX_DOTS);
+
     rsx! {
         figure { class: "chart",
             svg {
@@ -164,7 +169,7 @@ pub fn LineChart(id: String, title: String, x_label: String, series: Vec<Series>
                         if line.dots.len() > 1 {
                             polyline { class: "line", points: "{line.path}" }
                         }
-                        for (j, (x, y)) in line.dots.into_iter().enumerate() {
+                        for (j, (x, y)) in line.dots.into_iter().enumerate().filter(|_| show_dots) {
                             circle { key: "{j}", class: "dot", cx: "{x:.1}", cy: "{y:.1}", r: "3" }
                         }
                     }

@@ -194,7 +194,7 @@ fn HeadsTable(heads: Vec<HeadSummary>) -> Element {
     rsx! {
         section { class: "panel",
             h2 { "Heads" }
-            div { class: "table-wrap",
+            div { class: "table-wrap tall",
                 table { id: "heads",
                     thead {
                         tr {

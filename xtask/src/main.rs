@@ -8,7 +8,7 @@
 //! | `cargo xtask up [--port 8080] [--trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
 //! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
 //! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native trainers until round N; writes `DIR/summary.json` |
-//! | `cargo xtask bench` | `cargo test -p bonfire-workload --release -- --ignored bench --nocapture --test-threads=1`: the benchmarks are `#[ignore]`d tests whose names contain `bench`; they print ratios against a baseline measured in the same run |
+//! | `cargo xtask bench` | `cargo test -p bonfire-workload -- --ignored bench --nocapture --test-threads=1` (the dev profile optimises dependencies): the benchmarks are `#[ignore]`d tests whose names contain `bench`; they print ratios against a baseline measured in the same run |
 //!
 //! Environment:
 //! - `BONFIRE_CACHE` (default `$HOME/.cache/bonfire`): the cache root (`$CACHE` above).
@@ -367,15 +367,22 @@ impl Ctx {
     // ---- test --------------------------------------------------------------------------------
 
     fn test(&self, log: &mut Stages) -> Result<()> {
-        self.build(log)?;
+        self.setup(log)?;
         let mut failed = Vec::new();
 
+        // `cargo test` also builds the `bonfire` binary the Playwright tests run; building it
+        // separately first would compile the dependency graph twice (dev-dependencies unify
+        // other features), so the native tests come before the web build here.
         let native = log.stage("native tests", || {
             run(self.cmd("cargo").args(["test", "--workspace", "--exclude", "app", "--exclude", "web-peer"]))
         });
         if let Err(e) = native {
             eprintln!("xtask: {e:#}");
             failed.push("native tests");
+        }
+        log.stage("trunk build --release", || run(self.cmd("trunk").args(["build", "--release"])))?;
+        if !self.bonfire_bin().exists() {
+            bail!("the native tests did not build {}", self.bonfire_bin().display());
         }
 
         match self.prepare_dataset(log) {

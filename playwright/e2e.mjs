@@ -46,7 +46,15 @@ const secondsSince = (t) => Number(((performance.now() - t) / 1000).toFixed(2));
 
 await mkdir(out, { recursive: true });
 const started = performance.now();
-const net = await startNetwork({ port, logFile: join(out, 'bonfire.log') });
+// Rounds wait for the tab: a round closes once the two native trainers *and* the browser have
+// delivered (or its 60 s deadline passes), so every round measures the browser's part rather
+// than the natives racing through 20 rounds before the tab has its first lease. The deadline and
+// lease lifetime leave room for WebGPU on a software adapter (~40 s a window, more under load).
+const net = await startNetwork({
+  port,
+  logFile: join(out, 'bonfire.log'),
+  extraArgs: ['--min-updates', '3', '--round-deadline-secs', '180', '--lease-ttl-secs', '300'],
+});
 let browser;
 let exitCode = 0;
 try {

@@ -15,7 +15,9 @@ pub enum EdgeError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
-    Gone(String),
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Conflict(String),
     /// Well-formed but refused (a rejected update).
@@ -34,7 +36,8 @@ impl EdgeError {
             EdgeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
             EdgeError::NotFound(_) => StatusCode::NOT_FOUND,
-            EdgeError::Gone(_) => StatusCode::GONE,
+            EdgeError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            EdgeError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Conflict(_) => StatusCode::CONFLICT,
             EdgeError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EdgeError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,

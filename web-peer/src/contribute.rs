@@ -91,6 +91,10 @@ async fn start(options: &Options, outbox: Outbox, stop: Rc<Cell<bool>>) -> Resul
     };
     let experiment = edge.experiment(&id).await.map_err(|e| e.to_string())?;
     experiment.manifest.verify().map_err(|e| format!("the experiment manifest's signature is invalid: {e}"))?;
+    // The chunk hashes we verify slices against must be the dataset the signed manifest names.
+    if experiment.dataset.id() != experiment.manifest.body.dataset {
+        return Err("the edge's dataset manifest does not match the experiment's signed dataset id".into());
+    }
     Ok(Session { edge, identity, experiment, backend, outbox, stop, checkpoints: HashMap::new() })
 }
 
@@ -157,7 +161,8 @@ impl Session {
         });
         self.phase(lease.round, "submitting the signed update");
         let submission = UpdateSubmission { update, delta };
-        *last_round = Some(head.head.round);
+        // The lease's base head: if a head was promoted while we asked, we still move on.
+        *last_round = Some(lease.round - 1);
         match self.edge.submit(&grant.lease_id, &submission).await {
             Ok(receipt) => {
                 self.outbox.send(WorkerEvent::UpdateAccepted { round: receipt.round, update_id: receipt.update_id.to_hex() });

@@ -31,6 +31,7 @@ pub fn api(node: Node) -> Router {
         .route("/blobs/{id}", get(blobs::get))
         .route("/events", get(events::stream))
         .fallback(|| async { EdgeError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async { EdgeError::MethodNotAllowed("this route does not take that method".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(node)
 }
@@ -41,7 +42,10 @@ async fn network(axum::extract::State(node): axum::extract::State<Node>) -> Json
 
 /// Turns a JSON body rejection into our error shape.
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, EdgeError> {
-    body.map(|Json(v)| v).map_err(|e| EdgeError::BadRequest(format!("invalid request body: {}", e.body_text())))
+    body.map(|Json(v)| v).map_err(|e| match e.status() {
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => EdgeError::TooLarge(format!("request body over {BODY_LIMIT} bytes")),
+        _ => EdgeError::BadRequest(format!("invalid request body: {}", e.body_text())),
+    })
 }
 
 /// Parses a content id from a path segment.

@@ -218,6 +218,12 @@ impl Coordinator {
         if update.base_head != self.head_id() {
             return Err(format!("stale base head {} (current head is {})", update.base_head.short(), self.head_id().short()));
         }
+        if self.accepted.len() as u32 >= manifest.merge.max_updates {
+            return Err(format!("round {} is full ({} updates)", self.open_round(), manifest.merge.max_updates));
+        }
+        if update.runtime != lease.body.runtime {
+            return Err(format!("the update says {}, its lease was granted to a {}", update.runtime.label(), lease.body.runtime.label()));
+        }
         if self.submitted.contains(&update.lease) {
             return Err(format!("lease {} already has an update", update.lease.short()));
         }
@@ -265,7 +271,7 @@ impl Coordinator {
             .map(|a| Contribution {
                 update: a.update.id(),
                 holder: a.update.body.holder.clone(),
-                runtime: a.update.body.runtime,
+                runtime: a.update.body.runtime, // equal to the lease's runtime (checked in screen)
                 examples: a.examples,
             })
             .collect();
@@ -273,9 +279,23 @@ impl Coordinator {
         Ok(Candidate { round: self.open_round(), base: self.head_id(), params, contributions })
     }
 
-    /// Signs the evaluated candidate as the next head and opens the next round.
-    pub fn promote(&mut self, candidate: Candidate, checkpoint: BlobId, metrics: Metrics, now: UnixMillis) -> Head {
-        let head = sign_head(&self.identity, &self.experiment.body.id, candidate.round, Some(candidate.base), checkpoint, metrics, candidate.contributions, now);
+    /// Signs the evaluated candidate as the next head, without adopting it yet: the caller
+    /// persists it first, so a crash can never leave a head that was shown but not saved.
+    pub fn sign_candidate(&self, candidate: &Candidate, checkpoint: BlobId, metrics: Metrics, now: UnixMillis) -> Head {
+        sign_head(
+            &self.identity,
+            &self.experiment.body.id,
+            candidate.round,
+            Some(candidate.base),
+            checkpoint,
+            metrics,
+            candidate.contributions.clone(),
+            now,
+        )
+    }
+
+    /// Adopts a signed (and persisted) head for the candidate and opens the next round.
+    pub fn adopt(&mut self, head: Head, candidate: Candidate, now: UnixMillis) {
         self.heads.push(head.clone());
         self.head_params = candidate.params;
         self.leases.clear();
@@ -284,7 +304,23 @@ impl Coordinator {
         self.closing = false;
         self.opened_at = now;
         self.record(NetworkEvent::HeadPromoted { head: HeadSummary::of(&head) });
-        head
+    }
+
+    /// Gives up on a candidate that could not be evaluated or stored: the round reopens with the
+    /// updates it had, so it closes again instead of refusing everyone until a restart.
+    pub fn reopen(&mut self) {
+        self.closing = false;
+    }
+
+    /// The position in the slice plan of the next lease (persisted so restarts keep slices
+    /// distinct).
+    pub fn next_slice(&self) -> u64 {
+        self.next_slice
+    }
+
+    /// Resumes the slice plan at `next` (from the data directory).
+    pub fn resume_slices_at(&mut self, next: u64) {
+        self.next_slice = self.next_slice.max(next);
     }
 
     /// Live leases of the open round, for the dashboard.
@@ -443,7 +479,8 @@ mod tests {
         assert_eq!(candidate.params, vec![2.0; PARAMS], "(20·1 + 10·4) / 30");
         assert_eq!(candidate.contributions.iter().map(|c| c.examples).collect::<Vec<_>>(), vec![20, 10]);
         let metrics = Metrics { val_loss: 1.0, val_accuracy: 0.5, val_examples: 20 };
-        let head = f.coordinator.promote(candidate, BlobId::of(b"c1"), metrics, 2);
+        let head = f.coordinator.sign_candidate(&candidate, BlobId::of(b"c1"), metrics, 2);
+        f.coordinator.adopt(head.clone(), candidate, 2);
         assert_eq!(head.round, 1);
         head.verify_certificate(&f.coordinator.manifest().validators, 1).unwrap();
         assert_eq!(f.coordinator.open_round(), 2);
@@ -519,5 +556,19 @@ mod tests {
         assert!(f.coordinator.should_close(5000));
         f.coordinator.take_candidate().unwrap();
         assert!(f.coordinator.grant_lease("x", Runtime::Browser, 5001).is_err(), "no leases while merging");
+        // A failed promotion reopens the round instead of blocking it until a restart.
+        f.coordinator.reopen();
+        assert!(f.coordinator.grant_lease("x", Runtime::Browser, 5002).is_ok());
+        assert!(f.coordinator.should_close(5002));
+    }
+
+    #[test]
+    fn an_update_must_match_its_lease_runtime() {
+        let mut f = fixture();
+        let (t, lease) = trainer_lease(&mut f, 0);
+        let (mut update, bytes) = update_for(&t, &lease, &[0.1; PARAMS]);
+        update.body.runtime = Runtime::Browser;
+        let update = t.sign(update.body);
+        assert!(f.coordinator.ingest(&update, &bytes, 1).unwrap_err().contains("granted to a native-burn"));
     }
 }

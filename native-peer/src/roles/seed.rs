@@ -149,7 +149,8 @@ impl Seed {
             .grant_lease(&holder.to_string(), request.runtime, now_ms())
             .map_err(|e| EdgeError::Conflict(e.to_string()))?;
         self.publish_last_event(&coordinator);
-        if let Err(e) = self.db.put_lease(&lease) {
+        let next_slice = coordinator.next_slice().to_le_bytes();
+        if let Err(e) = self.db.put_lease(&lease).and_then(|()| self.db.set_meta("next_slice", &next_slice)) {
             tracing::warn!("could not persist lease {}: {e:#}", lease.id().short());
         }
         self.lease_grant(&coordinator, lease)
@@ -265,14 +266,30 @@ impl Seed {
         }
     }
 
+    /// Evaluates, stores and signs the candidate; persists the head; only then adopts it. On
+    /// any failure the round reopens, so it can close again.
     async fn promote(&self, candidate: super::coordinator::Candidate) -> Result<Head> {
+        let result = self.sign_and_store(&candidate).await;
+        let mut coordinator = self.coordinator();
+        match result {
+            Ok(head) => {
+                coordinator.adopt(head.clone(), candidate, now_ms());
+                self.publish_last_event(&coordinator);
+                Ok(head)
+            }
+            Err(e) => {
+                coordinator.reopen();
+                Err(e)
+            }
+        }
+    }
+
+    async fn sign_and_store(&self, candidate: &super::coordinator::Candidate) -> Result<Head> {
         let spec = self.coordinator().manifest().model.clone();
         let metrics = evaluate(&self.device, &spec, &candidate.params, &self.validation).await?;
         let checkpoint = self.blobs.put(&merge::encode_f32le(&candidate.params))?;
-        let mut coordinator = self.coordinator();
-        let head = coordinator.promote(candidate, checkpoint, metrics, now_ms());
+        let head = self.coordinator().sign_candidate(candidate, checkpoint, metrics, now_ms());
         self.db.put_head(&head)?;
-        self.publish_last_event(&coordinator);
         Ok(head)
     }
 }
@@ -377,6 +394,10 @@ fn resume(identity: &Identity, db: &Db, blobs: &BlobStore, bundle: &Bundle, expe
     let round = head.round + 1;
     let mut coordinator = Coordinator::new(identity.clone(), experiment, bundle.manifest.clone(), heads, params, now_ms())?;
     coordinator.restore_leases(db.leases_for_round(round)?);
+    if let Some(bytes) = db.meta("next_slice")? {
+        let bytes: [u8; 8] = bytes.as_slice().try_into().context("the stored slice position is corrupt")?;
+        coordinator.resume_slices_at(u64::from_le_bytes(bytes));
+    }
     Ok(coordinator)
 }
 
@@ -403,10 +424,11 @@ impl EdgeNode for Seed {
     }
 
     fn grant_lease(&self, experiment: &str, request: LeaseRequest) -> Result<LeaseGrant, EdgeError> {
+        let grant = self.grant(experiment, &request)?;
         if request.runtime == Runtime::Browser {
-            self.touch_peer(&request.holder, "browser", "http");
+            self.touch_peer(&grant.lease.body.holder, "browser", "http");
         }
-        self.grant(experiment, &request)
+        Ok(grant)
     }
 
     fn lease_data(&self, lease: &LeaseId) -> Result<Vec<u8>, EdgeError> {
@@ -444,8 +466,9 @@ impl EdgeNode for Seed {
                 lease.short()
             )));
         }
+        let receipt = self.ingest(&submission)?;
         self.touch_peer(&submission.update.body.holder, submission.update.body.runtime.label(), "http");
-        self.ingest(&submission)
+        Ok(receipt)
     }
 
     fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, EdgeError> {

@@ -172,7 +172,9 @@ impl Trainer {
             result.examples_processed as f64 / seconds
         );
         self.announce(&update).await?;
-        *last_round = Some(head.head.round);
+        // The lease's base head, not the head fetched before asking: a head promoted in between
+        // would otherwise make us train the same (returned) lease twice.
+        *last_round = Some(lease.round - 1);
         Ok(())
     }
 

@@ -88,11 +88,13 @@ pub fn genesis_parameters(spec: &ModelSpec, seed: u64) -> Vec<f32> {
     out
 }
 
-/// A tiny, portable PRNG (SplitMix64): the genesis must not depend on a crate's RNG algorithm.
-struct SplitMix64(u64);
+/// A tiny, portable PRNG (SplitMix64): the genesis and the dataset split must not depend on a
+/// crate's RNG algorithm, so every machine derives the same bytes from the same seed.
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

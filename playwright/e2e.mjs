@@ -4,8 +4,10 @@
 // Writes OUT/summary.json (and OUT/bonfire.log, OUT/browser.log) and prints the summary.
 //
 //   node playwright/e2e.mjs --out DIR [--rounds 20] [--backend cpu|webgpu|auto] [--port 0]
+//                           [--python-trainers 0]
 //
-// Needs BONFIRE_BIN, BONFIRE_DIST, BONFIRE_DATASET (see lib/network.mjs).
+// Needs BONFIRE_BIN, BONFIRE_DIST, BONFIRE_DATASET (see lib/network.mjs); Python trainers run
+// `$BONFIRE_PYTHON -m bonfire_worker` (the NumPy workload).
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -21,11 +23,16 @@ const { values: opts } = parseArgs({
     rounds: { type: 'string', default: '20' },
     backend: { type: 'string', default: 'cpu' },
     port: { type: 'string', default: '0' },
+    'python-trainers': { type: 'string', default: '0' },
   },
 });
 if (!opts.out) fail('--out DIR is required');
 const rounds = Number(opts.rounds);
 const port = Number(opts.port);
+const pythonTrainers = Number(opts['python-trainers']);
+if (!Number.isInteger(pythonTrainers) || pythonTrainers < 0) {
+  fail(`--python-trainers must be a whole number, not ${opts['python-trainers']}`);
+}
 if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, not ${opts.rounds}`);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be a port number, not ${opts.port}`);
 if (!['cpu', 'webgpu', 'auto'].includes(opts.backend)) fail(`--backend must be cpu, webgpu or auto, not ${opts.backend}`);
@@ -46,14 +53,24 @@ const secondsSince = (t) => Number(((performance.now() - t) / 1000).toFixed(2));
 
 await mkdir(out, { recursive: true });
 const started = performance.now();
-// Rounds wait for the tab: a round closes once the two native trainers *and* the browser have
-// delivered (or its 60 s deadline passes), so every round measures the browser's part rather
-// than the natives racing through 20 rounds before the tab has its first lease. The deadline and
-// lease lifetime leave room for WebGPU on a software adapter (~40 s a window, more under load).
+// Rounds wait for the tab: a round closes once the two native trainers, the Python trainers
+// *and* the browser have delivered (or its deadline passes), so every round measures the
+// browser's part rather than the natives racing through 20 rounds before the tab has its first
+// lease. The deadline and lease lifetime leave room for WebGPU on a software adapter (~40 s a
+// window, more under load).
 const net = await startNetwork({
   port,
   logFile: join(out, 'bonfire.log'),
-  extraArgs: ['--min-updates', '3', '--round-deadline-secs', '180', '--lease-ttl-secs', '300'],
+  extraArgs: [
+    '--min-updates',
+    String(3 + pythonTrainers),
+    '--round-deadline-secs',
+    '180',
+    '--lease-ttl-secs',
+    '300',
+    '--python-trainers',
+    String(pythonTrainers),
+  ],
 });
 let browser;
 let exitCode = 0;
@@ -116,6 +133,8 @@ try {
     rounds_promoted: newest?.round ?? 0,
     browser_updates_accepted: count('browser'),
     native_updates_accepted: count('native-burn'),
+    python_trainers: pythonTrainers,
+    python_updates_accepted: count('native-python'),
     initial_val_accuracy: heads.get(0)?.metrics?.val_accuracy ?? null,
     final_val_accuracy: newest?.metrics?.val_accuracy ?? null,
     browser_backend_requested: opts.backend,
@@ -134,6 +153,7 @@ try {
       val_loss: h.metrics?.val_loss ?? null,
       browser_contributors: (h.contributors ?? []).filter((c) => c.runtime === 'browser').length,
       native_contributors: (h.contributors ?? []).filter((c) => c.runtime === 'native-burn').length,
+      python_contributors: (h.contributors ?? []).filter((c) => c.runtime === 'native-python').length,
       promoted_at: h.promoted_at ?? null,
     })),
   };

@@ -7,6 +7,7 @@ mod net;
 mod roles;
 mod store;
 mod up;
+mod workloads;
 
 use std::path::PathBuf;
 

@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use libp2p::Multiaddr;
 
 use crate::dataset::bundle::Bundle;
 use crate::roles::seed::{Seed, EXPERIMENT_ID};
 use crate::roles::trainer::Trainer;
+use crate::workloads::python::DEFAULT_ENTRY;
+use crate::workloads::{PythonSettings, WorkloadKind};
 use crate::Settings;
 
 #[derive(Args)]
@@ -30,11 +33,53 @@ pub struct UpArgs {
     /// libp2p listen address of the seed.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     listen: Multiaddr,
-    /// Native trainers to start alongside the seed.
+    /// Native (burn) trainers to start alongside the seed.
     #[arg(long, default_value_t = 2)]
     trainers: usize,
+    /// Trainers whose training runs in a Python worker (see the --python flags).
+    #[arg(long, default_value_t = 0)]
+    python_trainers: usize,
+    #[command(flatten)]
+    python: PythonArgs,
     #[command(flatten)]
     settings: Settings,
+}
+
+/// Which implementation trains.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WorkloadName {
+    /// burn on the CPU, in this process.
+    Burn,
+    /// A Python worker process (`python -m bonfire_worker`), e.g. NumPy or PyTorch.
+    Python,
+}
+
+/// How Python trainers start their worker.
+#[derive(Args, Clone, Debug)]
+pub struct PythonArgs {
+    /// The Python interpreter that has the `bonfire_worker` package (`pip install ./python`).
+    #[arg(long, env = "BONFIRE_PYTHON", default_value = "python3")]
+    python: PathBuf,
+    /// The workload factory, as module:function (it receives the model spec).
+    #[arg(long, default_value = DEFAULT_ENTRY)]
+    python_entry: String,
+    /// Seconds the worker may take to start and answer the handshake.
+    #[arg(long, default_value_t = 60)]
+    python_start_timeout_secs: u64,
+    /// Seconds the worker may take for one request (a whole training window).
+    #[arg(long, default_value_t = 300)]
+    python_timeout_secs: u64,
+}
+
+impl PythonArgs {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Python(PythonSettings::worker(
+            &self.python,
+            &self.python_entry,
+            Duration::from_secs(self.python_start_timeout_secs),
+            Duration::from_secs(self.python_timeout_secs),
+        ))
+    }
 }
 
 #[derive(Args)]
@@ -48,6 +93,11 @@ pub struct TrainerArgs {
     /// Experiment to join.
     #[arg(long, default_value = EXPERIMENT_ID)]
     experiment: String,
+    /// What trains: burn in this process, or a Python worker.
+    #[arg(long, value_enum, default_value_t = WorkloadName::Burn)]
+    workload: WorkloadName,
+    #[command(flatten)]
+    python: PythonArgs,
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -55,9 +105,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         .with_context(|| format!("opening the dataset at {} (run `bonfire dataset prepare --out {0}`)", args.dataset.display()))?;
     let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone()).await?;
     let bootstrap = seed.bootstrap_addr()?;
-    for i in 0..args.trainers {
-        let name = format!("trainer-{}", i + 1);
-        let trainer = Trainer::start(&args.data_dir.join(&name), &name, bootstrap.clone(), EXPERIMENT_ID).await?;
+    let burn = (0..args.trainers).map(|i| (format!("trainer-{}", i + 1), WorkloadKind::Burn));
+    let python = (0..args.python_trainers).map(|i| (format!("python-trainer-{}", i + 1), args.python.kind()));
+    for (name, kind) in burn.chain(python) {
+        let trainer = Trainer::start(&args.data_dir.join(&name), &name, bootstrap.clone(), EXPERIMENT_ID, &kind)
+            .await
+            .with_context(|| format!("starting {name}"))?;
         tokio::spawn(trainer.run());
     }
     if let Some(dir) = &args.app_dir {
@@ -85,7 +138,11 @@ fn seed_peer(addr: &Multiaddr) -> String {
 }
 
 pub async fn trainer(args: TrainerArgs) -> Result<()> {
-    let trainer = Trainer::start(&args.data_dir, "trainer", args.bootstrap, &args.experiment).await?;
+    let kind = match args.workload {
+        WorkloadName::Burn => WorkloadKind::Burn,
+        WorkloadName::Python => args.python.kind(),
+    };
+    let trainer = Trainer::start(&args.data_dir, "trainer", args.bootstrap, &args.experiment, &kind).await?;
     tokio::select! {
         _ = trainer.run() => {}
         _ = tokio::signal::ctrl_c() => println!("interrupted"),

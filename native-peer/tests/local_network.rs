@@ -233,3 +233,45 @@ fn an_http_peer_leases_trains_and_gets_merged_and_bad_updates_are_refused_with_r
     assert!(after.heads.first().unwrap().round >= before);
     assert_eq!(after.heads.last().unwrap().round, 0);
 }
+
+/// The interpreter with the `bonfire_worker` package (`cargo xtask setup` installs it).
+fn worker_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BONFIRE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("BONFIRE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bonfire")))
+        .expect("HOME or BONFIRE_CACHE");
+    let python = cache.join("python/bin/python");
+    assert!(python.exists(), "{} is missing: run `cargo xtask setup` (it installs python/ there)", python.display());
+    python
+}
+
+#[test]
+fn a_python_trainer_and_a_burn_trainer_merge_into_the_same_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let python = worker_python();
+    let python = python.to_str().unwrap();
+    let net = up(&dir.path().join("node"), &dataset, 1, &["--python-trainers", "1", "--python", python]);
+    let snapshot = wait_for_round(&net, 6);
+    let genesis = snapshot.heads.last().unwrap();
+    let newest = snapshot.heads.first().unwrap();
+    assert!(
+        newest.metrics.val_accuracy > genesis.metrics.val_accuracy + 0.3,
+        "accuracy {} → {}",
+        genesis.metrics.val_accuracy,
+        newest.metrics.val_accuracy
+    );
+    let runtimes = |h: &protocol::api::HeadSummary| h.contributors.iter().map(|c| c.runtime).collect::<Vec<_>>();
+    let python_heads = snapshot.heads.iter().filter(|h| runtimes(h).contains(&Runtime::NativePython)).count();
+    let burn_heads = snapshot.heads.iter().filter(|h| runtimes(h).contains(&Runtime::NativeBurn)).count();
+    let mixed = snapshot
+        .heads
+        .iter()
+        .filter(|h| runtimes(h).contains(&Runtime::NativePython) && runtimes(h).contains(&Runtime::NativeBurn))
+        .count();
+    assert!(python_heads >= 1 && burn_heads >= 1, "python in {python_heads} heads, burn in {burn_heads}");
+    assert!(mixed >= 1, "no head merged both runtimes: {:?}", snapshot.heads.iter().map(runtimes).collect::<Vec<_>>());
+}

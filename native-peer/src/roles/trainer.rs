@@ -1,23 +1,22 @@
 //! A native trainer: joins through the seed, and for every new head leases a slice, trains a
-//! window with burn on the CPU, and announces its signed update by gossip (the validator
-//! fetches the delta blob from it).
+//! window with its workload (burn on the CPU, or a Python worker), and announces its signed
+//! update by gossip (the validator fetches the delta blob from it).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use burn::prelude::Device;
+use anyhow::{anyhow, bail, Context, Result};
 use libp2p::{Multiaddr, PeerId};
 use protocol::api::{ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest};
 use protocol::update::{DeltaEncoding, Runtime, Update};
 use protocol::{merge, BlobId, HeadId, Identity};
 use tokio::sync::{mpsc, watch};
-use workload::data::Examples;
 use workload::WindowConfig;
 
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
 use crate::store::BlobStore;
+use crate::workloads::{locate, Window, Workload, WorkloadKind};
 
 /// A running trainer.
 pub struct Trainer {
@@ -27,13 +26,21 @@ pub struct Trainer {
     blobs: BlobStore,
     experiment: ExperimentInfo,
     heads: watch::Receiver<Option<HeadId>>,
-    device: Device,
+    /// Shared with the blocking task that trains (one window at a time).
+    workload: Arc<Mutex<Box<dyn Workload>>>,
+    runtime: Runtime,
     name: String,
 }
 
 impl Trainer {
     /// Starts a trainer with its data in `dir`, joining the network through `bootstrap`.
-    pub async fn start(dir: &Path, name: &str, bootstrap: Multiaddr, experiment: &str) -> Result<Arc<Self>> {
+    pub async fn start(
+        dir: &Path,
+        name: &str,
+        bootstrap: Multiaddr,
+        experiment: &str,
+        kind: &WorkloadKind,
+    ) -> Result<Arc<Self>> {
         let identity = crate::store::load_or_create_identity(dir)?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
         let seed = net::split_peer_addr(&bootstrap)?;
@@ -49,6 +56,12 @@ impl Trainer {
         if info.dataset.id() != info.manifest.body.dataset {
             bail!("the seed's dataset manifest does not match the experiment's dataset id");
         }
+        let workload = {
+            let (kind, spec, dir, name) = (kind.clone(), info.manifest.body.model.clone(), dir.to_path_buf(), name.to_string());
+            tokio::task::spawn_blocking(move || kind.start(&spec, &dir, &name)).await??
+        };
+        let runtime = workload.runtime();
+        tracing::info!("{name}: training with {}", workload.describe());
         let (head_tx, heads) = watch::channel(None);
         let trainer = Arc::new(Self {
             identity,
@@ -57,10 +70,12 @@ impl Trainer {
             blobs,
             experiment: info,
             heads,
-            device: Device::flex(),
+            workload: Arc::new(Mutex::new(workload)),
+            runtime,
             name: name.to_string(),
         });
         tokio::spawn(trainer.clone().handle_network(events, head_tx));
+        trainer.check_workload().await?;
         tracing::info!("{name} ({}) joined {experiment}", trainer.identity.peer_id());
         Ok(trainer)
     }
@@ -131,7 +146,7 @@ impl Trainer {
             return Ok(());
         }
         let manifest = &self.experiment.manifest.body;
-        let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: Runtime::NativeBurn };
+        let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: self.runtime };
         let grant = match self.net.request(self.seed, Request::Lease { experiment: manifest.id.clone(), request }).await? {
             Response::Lease(grant) => *grant,
             other => bail!("unexpected answer to a lease request: {other:?}"),
@@ -142,14 +157,9 @@ impl Trainer {
         }
         let base = self.checkpoint(&grant).await?;
         let records = self.slice(&grant).await?;
-        let examples = Examples::decode(&records, &self.experiment.dataset.layout)?;
         let config = WindowConfig { batch_size: grant.batch_size, local_steps: grant.local_steps, learning_rate: grant.learning_rate };
-        let (device, spec) = (self.device.clone(), manifest.model.clone());
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            futures::executor::block_on(workload::train_window(&device, &spec, &base, &examples, config, |_| {}))
-        })
-        .await??;
+        let result = self.train_window(base, records, config).await?;
         let seconds = started.elapsed().as_secs_f64();
         let bytes = merge::encode_f32le(&result.delta);
         let delta = self.blobs.put(&bytes)?;
@@ -160,22 +170,77 @@ impl Trainer {
             delta,
             encoding: DeltaEncoding::F32Le,
             holder: self.identity.peer_id().to_string(),
-            runtime: Runtime::NativeBurn,
+            runtime: self.runtime,
             train_loss: result.mean_loss,
             steps: result.steps,
         });
         tracing::info!(
-            "{}: round {} window: loss {:.4}, {:.0} examples/s",
+            "{}: round {} window: loss {:.4}, {:.0} examples/s ({:.0} ms computing, {:.0} ms in all)",
             self.name,
             lease.round,
             result.mean_loss,
-            result.examples_processed as f64 / seconds
+            result.examples as f64 / seconds,
+            result.compute_seconds * 1e3,
+            seconds * 1e3
         );
         self.announce(&update).await?;
         // The lease's base head, not the head fetched before asking: a head promoted in between
         // would otherwise make us train the same (returned) lease twice.
         *last_round = Some(lease.round - 1);
         Ok(())
+    }
+
+    /// Loads the genesis checkpoint into the workload and exports it again: the values must come
+    /// back bit for bit. Catches a workload that reorders or transposes tensors before it
+    /// spends a single lease.
+    async fn check_workload(&self) -> Result<()> {
+        let manifest = &self.experiment.manifest.body;
+        let genesis = merge::decode_f32le(&self.fetch_blob(&manifest.genesis).await?, manifest.model.parameter_count())?;
+        let (workload, spec) = (self.workload.clone(), manifest.model.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut workload = workload.lock().map_err(|_| anyhow!("the workload panicked"))?;
+            workload.load(&genesis)?;
+            let back = workload.export()?;
+            match genesis.iter().zip(&back).position(|(a, b)| a.to_bits() != b.to_bits()) {
+                None if back.len() == genesis.len() => Ok(()),
+                None => bail!("the workload exported {} parameters after loading {}", back.len(), genesis.len()),
+                Some(i) => {
+                    let (tensor, index) = locate(&spec, i);
+                    bail!(
+                        "the workload changed parameters between load and export: {tensor}[{index}] went in as {} and came back as {} (does it transpose or reorder tensors?)",
+                        genesis[i],
+                        back[i]
+                    )
+                }
+            }
+        })
+        .await?
+        .context("checking the workload (load the genesis, export it again)")
+    }
+
+    /// Trains one window off the async runtime. A workload whose process failed (a crashed or
+    /// silent Python worker) is restarted and the window retried once on the same lease; after
+    /// that the lease is left to expire and its slice is leased again.
+    async fn train_window(&self, base: Vec<f32>, records: Vec<u8>, config: WindowConfig) -> Result<Window> {
+        let layout = self.experiment.dataset.layout.clone();
+        let workload = self.workload.clone();
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut workload = workload.lock().map_err(|_| anyhow!("the workload panicked in an earlier window"))?;
+            let workload: &mut dyn Workload = workload.as_mut();
+            let attempt = |w: &mut dyn Workload| -> Result<Window> {
+                w.load(&base)?;
+                w.train(&records, &layout, config)
+            };
+            match attempt(workload) {
+                Err(e) if workload.retryable(&e) => {
+                    tracing::warn!("{name}: {e:#}; retrying the window once");
+                    attempt(workload).context("the retried window failed too")
+                }
+                other => other,
+            }
+        })
+        .await?
     }
 
     /// Announces by gossip, retrying while the mesh forms.
@@ -223,4 +288,3 @@ impl Trainer {
         Ok(records)
     }
 }
-

@@ -248,6 +248,22 @@ fn worker_python() -> PathBuf {
     python
 }
 
+/// Pids of the Python workers `bonfire up` (pid `parent`) started.
+fn python_workers(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // "pid (comm) state ppid …": the comm may hold spaces, so split after its ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(parent) && String::from_utf8_lossy(&cmdline).contains("bonfire_worker") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 #[test]
 fn a_python_trainer_and_a_burn_trainer_merge_into_the_same_heads() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,4 +290,24 @@ fn a_python_trainer_and_a_burn_trainer_merge_into_the_same_heads() {
         .count();
     assert!(python_heads >= 1 && burn_heads >= 1, "python in {python_heads} heads, burn in {burn_heads}");
     assert!(mixed >= 1, "no head merged both runtimes: {:?}", snapshot.heads.iter().map(runtimes).collect::<Vec<_>>());
+
+    // Kill the Python worker: the trainer starts a new one and keeps contributing.
+    let workers = python_workers(net.child.id());
+    assert_eq!(workers.len(), 1, "one python worker: {workers:?}");
+    let status = Command::new("kill").args(["-9", &workers[0].to_string()]).status().unwrap();
+    assert!(status.success());
+    let killed_at = dashboard(&net).heads.first().unwrap().round;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let snapshot = dashboard(&net);
+        let later_python =
+            snapshot.heads.iter().any(|h| h.round > killed_at + 1 && runtimes(h).contains(&Runtime::NativePython));
+        if later_python {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no python update merged after the worker was killed at round {killed_at}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let again = python_workers(net.child.id());
+    assert!(again.len() == 1 && again != workers, "a new worker replaced the killed one: {workers:?} → {again:?}");
 }

@@ -12,7 +12,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { launchBrowser, pageState, startNetwork, waitFor } from './lib/network.mjs';
+import { EXPERIMENT, getJson, launchBrowser, pageState, startNetwork, waitFor } from './lib/network.mjs';
 
 const TIMEOUT_MS = 20 * 60_000;
 const POLL_MS = 1_000;
@@ -127,6 +127,10 @@ try {
   const count = (runtime) =>
     byRound.reduce((n, h) => n + (h.contributors ?? []).filter((c) => c.runtime === runtime).length, 0);
   const newest = byRound.at(-1);
+  const experiment = await getJson(`${net.url}/api/experiments/${EXPERIMENT}`).catch(() => null);
+  await browser.close();
+  // Every promoted head, re-checked from the seed's data directory once the network is down.
+  const heads_report = await net.verifyHeads().catch((e) => ({ problems: [e.message] }));
   const summary = {
     target_rounds: rounds,
     reached_target: reached,
@@ -134,6 +138,11 @@ try {
     browser_updates_accepted: count('browser'),
     native_updates_accepted: count('native-burn'),
     python_trainers: pythonTrainers,
+    validator_quorum: experiment?.manifest?.body?.quorum ?? null,
+    validators: experiment?.manifest?.body?.validators?.length ?? null,
+    heads_promoted: heads_report.heads ?? null,
+    heads_with_valid_certificate: heads_report.heads_with_valid_certificate ?? null,
+    heads_problems: heads_report.problems ?? null,
     python_updates_accepted: count('native-python'),
     initial_val_accuracy: heads.get(0)?.metrics?.val_accuracy ?? null,
     final_val_accuracy: newest?.metrics?.val_accuracy ?? null,
@@ -167,6 +176,9 @@ try {
     exitCode = 1;
   } else if (firstAccepted === null) {
     console.error('e2e: no update of the browser tab was accepted');
+    exitCode = 1;
+  } else if ((heads_report.problems ?? []).length > 0) {
+    console.error(`e2e: the promoted heads do not verify: ${heads_report.problems.join('; ')}`);
     exitCode = 1;
   }
 } catch (e) {

@@ -1,12 +1,14 @@
-//! `bonfire`: the native peer. `bonfire up` starts a whole local network (seed + edge +
-//! validator, and native trainers); `bonfire trainer` joins an existing one; `bonfire dataset
-//! prepare` turns real MNIST digits into a shard bundle. `bonfire --help` explains every flag.
+//! `bonfire`: the native peer. `bonfire up` starts a whole local network (seed + edge, and
+//! validators and trainers as child processes); `bonfire trainer` and `bonfire validator` join
+//! an existing one; `bonfire dataset prepare` turns real MNIST digits into a shard bundle.
+//! `bonfire --help` explains every flag.
 
 mod dataset;
 mod net;
 mod roles;
 mod store;
 mod up;
+mod verify;
 mod workloads;
 
 use std::path::PathBuf;
@@ -31,6 +33,34 @@ enum Command {
     Up(up::UpArgs),
     /// Join a running network as a native trainer.
     Trainer(up::TrainerArgs),
+    /// Join a running network as one of its experiment's validators: re-check each proposed
+    /// merge and sign an attestation (a head needs a quorum of them).
+    Validator(up::ValidatorArgs),
+    /// Inspect promoted heads.
+    #[command(subcommand)]
+    Heads(HeadsCommand),
+    /// Print the peer id of the node whose key is in --data-dir (creating the key if missing),
+    /// e.g. to name it with `--validator` when creating an experiment.
+    Id(IdArgs),
+}
+
+#[derive(Args)]
+struct IdArgs {
+    /// The node's data directory (its key is `identity.key` there).
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum HeadsCommand {
+    /// Re-check every promoted head in a node's data directory (certificates against the
+    /// validator set and quorum, the parent chain, checkpoint hashes); prints a JSON report
+    /// and fails if anything is wrong. Run it while the node is stopped.
+    Verify {
+        /// The node's data directory (e.g. .bonfire/node/seed).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -92,6 +122,13 @@ pub struct Settings {
     /// Stop the network after this many promoted rounds (for scripted runs).
     #[arg(long)]
     pub stop_after_rounds: Option<u64>,
+    /// Peer id of a validator besides the seed (repeatable). `bonfire up` fills this in for
+    /// the validators it starts.
+    #[arg(long = "validator", value_name = "PEER_ID")]
+    pub extra_validators: Vec<String>,
+    /// Attestations a head needs (default: every validator).
+    #[arg(long)]
+    pub quorum: Option<u32>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -137,9 +174,32 @@ fn main() -> Result<()> {
         Command::Dataset(DatasetCommand::Prepare(args)) => prepare(args),
         Command::Up(args) => runtime()?.block_on(up::up(args)),
         Command::Trainer(args) => runtime()?.block_on(up::trainer(args)),
+        Command::Validator(args) => runtime()?.block_on(up::validator(args)),
+        Command::Heads(HeadsCommand::Verify { data_dir }) => {
+            let report = verify::verify_heads(&data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.problems.is_empty() {
+                anyhow::bail!("{} problem(s) in the heads of {}", report.problems.len(), data_dir.display());
+            }
+            Ok(())
+        }
+        Command::Id(args) => {
+            println!("{}", store::load_or_create_identity(&args.data_dir)?.peer_id());
+            Ok(())
+        }
     }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

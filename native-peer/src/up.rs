@@ -1,4 +1,6 @@
-//! `bonfire up` and `bonfire trainer`: wiring roles, the edge and the data directory together.
+//! `bonfire up`, `bonfire trainer` and `bonfire validator`: wiring roles, the edge and the
+//! data directory together. `bonfire up` runs the seed (and edge) itself and starts every other
+//! role as a child process of the same binary, each with its own data directory and key.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use libp2p::Multiaddr;
 use crate::dataset::bundle::Bundle;
 use crate::roles::seed::{Seed, EXPERIMENT_ID};
 use crate::roles::trainer::Trainer;
+use crate::roles::validator::Validator;
 use crate::workloads::python::DEFAULT_ENTRY;
 use crate::workloads::{PythonSettings, WorkloadKind};
 use crate::Settings;
@@ -36,6 +39,10 @@ pub struct UpArgs {
     /// Native (burn) trainers to start alongside the seed.
     #[arg(long, default_value_t = 2)]
     trainers: usize,
+    /// Validators of a new experiment, the seed included; each other one runs as its own
+    /// process (`bonfire validator`). Heads need all of them unless --quorum says otherwise.
+    #[arg(long, default_value_t = 2)]
+    validators: usize,
     /// Trainers whose training runs in a Python worker (see the --python flags).
     #[arg(long, default_value_t = 0)]
     python_trainers: usize,
@@ -72,6 +79,22 @@ pub struct PythonArgs {
 }
 
 impl PythonArgs {
+    /// The same settings as `bonfire trainer` flags (for a child process).
+    fn to_args(&self) -> Vec<String> {
+        vec![
+            "--workload".into(),
+            "python".into(),
+            "--python".into(),
+            self.python.display().to_string(),
+            "--python-entry".into(),
+            self.python_entry.clone(),
+            "--python-start-timeout-secs".into(),
+            self.python_start_timeout_secs.to_string(),
+            "--python-timeout-secs".into(),
+            self.python_timeout_secs.to_string(),
+        ]
+    }
+
     fn kind(&self) -> WorkloadKind {
         WorkloadKind::Python(PythonSettings::worker(
             &self.python,
@@ -98,20 +121,59 @@ pub struct TrainerArgs {
     workload: WorkloadName,
     #[command(flatten)]
     python: PythonArgs,
+    /// Name used in logs.
+    #[arg(long, default_value = "trainer")]
+    name: String,
+    /// Exit when stdin closes (set by `bonfire up` for its children, so none outlives it).
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
 }
 
-pub async fn up(args: UpArgs) -> Result<()> {
+#[derive(Args)]
+pub struct ValidatorArgs {
+    /// Where this validator keeps its key, heads and checkpoints.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The seed's libp2p address, ending in /p2p/<peer id> (see GET /api/network).
+    #[arg(long)]
+    bootstrap: Multiaddr,
+    /// Experiment to validate (this node's peer id must be in its validator set: see
+    /// `bonfire id`).
+    #[arg(long, default_value = EXPERIMENT_ID)]
+    experiment: String,
+    /// Name used in logs.
+    #[arg(long, default_value = "validator")]
+    name: String,
+    /// Exit when stdin closes (set by `bonfire up` for its children).
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
+}
+
+pub async fn up(mut args: UpArgs) -> Result<()> {
     let bundle = Bundle::open(&args.dataset)
         .with_context(|| format!("opening the dataset at {} (run `bonfire dataset prepare --out {0}`)", args.dataset.display()))?;
+    // The other validators' keys are made first: a new experiment's manifest names them.
+    let validators: Vec<(String, PathBuf)> =
+        (2..=args.validators).map(|k| (format!("validator-{k}"), args.data_dir.join(format!("validator-{k}")))).collect();
+    for (_, dir) in &validators {
+        let peer = crate::store::load_or_create_identity(dir)?.peer_id().to_string();
+        if !args.settings.extra_validators.contains(&peer) {
+            args.settings.extra_validators.push(peer);
+        }
+    }
     let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone()).await?;
     let bootstrap = seed.bootstrap_addr()?;
-    let burn = (0..args.trainers).map(|i| (format!("trainer-{}", i + 1), WorkloadKind::Burn));
-    let python = (0..args.python_trainers).map(|i| (format!("python-trainer-{}", i + 1), args.python.kind()));
-    for (name, kind) in burn.chain(python) {
-        let trainer = Trainer::start(&args.data_dir.join(&name), &name, bootstrap.clone(), EXPERIMENT_ID, &kind)
-            .await
-            .with_context(|| format!("starting {name}"))?;
-        tokio::spawn(trainer.run());
+    let mut children = Children::default();
+    for (name, dir) in &validators {
+        children.spawn(name, "validator", dir, &bootstrap, &[])?;
+    }
+    for i in 0..args.trainers {
+        let name = format!("trainer-{}", i + 1);
+        children.spawn(&name, "trainer", &args.data_dir.join(&name), &bootstrap, &[])?;
+    }
+    for i in 0..args.python_trainers {
+        let name = format!("python-trainer-{}", i + 1);
+        children.spawn(&name, "trainer", &args.data_dir.join(&name), &bootstrap, &args.python.to_args())?;
     }
     if let Some(dir) = &args.app_dir {
         if !dir.join("index.html").exists() {
@@ -130,7 +192,55 @@ pub async fn up(args: UpArgs) -> Result<()> {
         _ = seed.finished() => println!("stopped after {} rounds", args.settings.stop_after_rounds.unwrap_or_default()),
         _ = tokio::signal::ctrl_c() => println!("interrupted; state is saved in {}", args.data_dir.display()),
     }
+    drop(children);
     Ok(())
+}
+
+/// The role processes `bonfire up` started: same binary, one per role instance. Each gets a
+/// pipe as stdin and exits when it closes, so none outlives `up` however `up` ends; dropping
+/// this kills them at once.
+#[derive(Default)]
+struct Children {
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Children {
+    fn spawn(&mut self, name: &str, role: &str, dir: &std::path::Path, bootstrap: &Multiaddr, extra: &[String]) -> Result<()> {
+        let exe = std::env::current_exe().context("locating the bonfire binary")?;
+        let mut child = tokio::process::Command::new(&exe)
+            .arg(role)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--bootstrap")
+            .arg(bootstrap.to_string())
+            .args(["--name", name, "--exit-with-parent"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {name} ({} {role})", exe.display()))?;
+        tracing::info!("started {name} (pid {})", child.id().unwrap_or_default());
+        // The watcher owns the child and its stdin pipe until it exits or `up` ends. (`wait`
+        // would close a stdin it still held, so the pipe is taken out first.)
+        let stdin = child.stdin.take();
+        let name = name.to_string();
+        self.watchers.push(tokio::spawn(async move {
+            let _stdin = stdin;
+            match child.wait().await {
+                Ok(status) => tracing::error!("{name} exited ({status})"),
+                Err(e) => tracing::error!("{name}: waiting for it failed: {e}"),
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
+    }
 }
 
 fn seed_peer(addr: &Multiaddr) -> String {
@@ -138,14 +248,36 @@ fn seed_peer(addr: &Multiaddr) -> String {
 }
 
 pub async fn trainer(args: TrainerArgs) -> Result<()> {
+    if args.exit_with_parent {
+        exit_when_stdin_closes();
+    }
     let kind = match args.workload {
         WorkloadName::Burn => WorkloadKind::Burn,
         WorkloadName::Python => args.python.kind(),
     };
-    let trainer = Trainer::start(&args.data_dir, "trainer", args.bootstrap, &args.experiment, &kind).await?;
+    let trainer = Trainer::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment, &kind).await?;
     tokio::select! {
         _ = trainer.run() => {}
         _ = tokio::signal::ctrl_c() => println!("interrupted"),
     }
     Ok(())
+}
+
+pub async fn validator(args: ValidatorArgs) -> Result<()> {
+    if args.exit_with_parent {
+        exit_when_stdin_closes();
+    }
+    let _validator = Validator::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment).await?;
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    println!("interrupted; state is saved in {}", args.data_dir.display());
+    Ok(())
+}
+
+/// Exits the process once stdin reaches end-of-file: the parent (`bonfire up`) has gone.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
 }

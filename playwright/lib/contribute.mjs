@@ -10,9 +10,10 @@ import { findContribution, launchBrowser, pageState, startNetwork, waitFor } fro
  * @param {'cpu'|'webgpu'} o.backend  forced with `?backend=`
  * @param {number} o.acceptTimeoutMs  until `#accepted[data-count]` ≥ 1
  * @param {number} o.dashboardTimeoutMs  until the peer id shows up on a head
+ * @param {string[]} [o.networkArgs]  extra `bonfire up` flags
  */
-export async function contributeScenario({ backend, acceptTimeoutMs, dashboardTimeoutMs }) {
-  const net = await startNetwork();
+export async function contributeScenario({ backend, acceptTimeoutMs, dashboardTimeoutMs, networkArgs = [] }) {
+  const net = await startNetwork({ extraArgs: networkArgs });
   let browser;
   try {
     browser = await launchBrowser();

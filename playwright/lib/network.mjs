@@ -9,7 +9,7 @@
 //   BONFIRE_LOG=1     echo the network's output live (it is always kept for failure reports)
 //   BONFIRE_KEEP=1    keep the temporary data and profile directories
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -176,7 +176,8 @@ export async function startNetwork({
   const tail = (n = 80) => lines.slice(-n).join('\n');
 
   let stopped = false;
-  const stop = async () => {
+  /** Stops the network (its whole process group); `keepData` leaves the data directory. */
+  const stop = async ({ keepData = false } = {}) => {
     if (stopped) return;
     stopped = true;
     if (!exit) {
@@ -203,9 +204,28 @@ export async function startNetwork({
     }
     running.delete(child.pid);
     log?.end();
-    if (process.env.BONFIRE_KEEP !== '1') {
+    if (!keepData && process.env.BONFIRE_KEEP !== '1') {
       await rm(dataDir, { recursive: true, force: true });
     }
+  };
+
+  /**
+   * Stops the network, then re-checks every head the seed promoted from its data directory
+   * (`bonfire heads verify`: certificates, parent chain, checkpoint hashes). Returns the report.
+   */
+  const verifyHeads = async () => {
+    await stop({ keepData: true });
+    const report = await new Promise((resolve, reject) => {
+      execFile(bin, ['heads', 'verify', '--data-dir', join(dataDir, 'seed')], (error, stdout, stderr) => {
+        try {
+          resolve(JSON.parse(stdout));
+        } catch {
+          reject(new Error(`bonfire heads verify failed: ${error?.message ?? ''}\n${stderr}`));
+        }
+      });
+    });
+    if (process.env.BONFIRE_KEEP !== '1') await rm(dataDir, { recursive: true, force: true });
+    return report;
   };
 
   const started = Date.now();
@@ -239,6 +259,7 @@ export async function startNetwork({
       return exit;
     },
     stop,
+    verifyHeads,
     dashboard: () => getDashboard(url),
   };
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::experiment::ExperimentManifest;
 use crate::ids::{canonical_bytes, BlobId, HeadId, UpdateId};
 use crate::signing::{Signable, Signed, VerifyError};
 use crate::update::Runtime;
@@ -73,6 +74,8 @@ pub enum CertificateError {
     Mismatch { signer: String, field: &'static str },
     #[error("only {valid} distinct validators attested; the quorum is {quorum}")]
     NoQuorum { valid: usize, quorum: u32 },
+    #[error("a round-0 head must be the experiment's genesis checkpoint, with no parent and no inputs, attested by the experiment's author")]
+    NotTheGenesis,
 }
 
 impl Head {
@@ -94,6 +97,27 @@ impl Head {
     }
 
     /// Checks that a quorum of distinct validators from `validators` signed this exact head.
+    /// Checks a head against its signed experiment. The genesis (round 0) is defined by the
+    /// manifest: its checkpoint, attested by the manifest's author. Every later head needs a
+    /// quorum of the validator set.
+    pub fn verify_for(&self, experiment: &Signed<ExperimentManifest>) -> Result<(), CertificateError> {
+        let manifest = &experiment.body;
+        if self.round == 0 {
+            let genesis = self.parent.is_none()
+                && self.contributions.is_empty()
+                && self.checkpoint == manifest.genesis
+                && self.experiment == manifest.id;
+            if !genesis {
+                return Err(CertificateError::NotTheGenesis);
+            }
+            return self.verify_certificate(std::slice::from_ref(&experiment.signer), 1);
+        }
+        if self.experiment != manifest.id {
+            return Err(CertificateError::Mismatch { signer: String::new(), field: "experiment" });
+        }
+        self.verify_certificate(&manifest.validators, manifest.quorum)
+    }
+
     pub fn verify_certificate(&self, validators: &[String], quorum: u32) -> Result<(), CertificateError> {
         let expected = self.expected_attestation();
         let mut signers = BTreeSet::new();

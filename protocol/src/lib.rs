@@ -2,7 +2,7 @@
 //!
 //! Content ids ([`ids`]), canonical encoding and signatures ([`signing`]), the dataset and
 //! experiment manifests ([`dataset`], [`experiment`]), leases over shard slices ([`lease`]),
-//! signed updates ([`update`]), attestations and heads ([`head`]), the merge arithmetic on flat
+//! signed updates ([`update`]), reducers' proposals ([`proposal`]), attestations and heads ([`head`]), the merge arithmetic on flat
 //! `f32` slices ([`merge`]), the JSON shapes of the edge's HTTP API ([`api`]) and the messages
 //! between the web app and its training worker ([`worker`]). No IO, no burn, no async runtime:
 //! this crate compiles for wasm32 and native alike.
@@ -14,6 +14,7 @@ pub mod head;
 pub mod ids;
 pub mod lease;
 pub mod merge;
+pub mod proposal;
 pub mod signing;
 pub mod update;
 pub mod worker;

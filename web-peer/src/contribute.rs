@@ -108,7 +108,7 @@ impl Session {
         let manifest = self.experiment.manifest.body.clone();
         let head = self.edge.head(&manifest.id).await.map_err(|e| e.to_string())?;
         head.head
-            .verify_certificate(&manifest.validators, manifest.quorum)
+            .verify_for(&self.experiment.manifest)
             .map_err(|e| format!("the edge's head is not certified: {e}"))?;
         if *last_round == Some(head.head.round) {
             return Ok(false);

@@ -515,8 +515,11 @@ impl Ctx {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let get = |k: &str| summary.get(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
         println!(
-            "\ne2e: rounds {} · browser updates {} · native updates {} · python updates {} · accuracy {} → {} · backend {} · summary {}",
+            "\ne2e: rounds {} · quorum {} · heads with a valid certificate {} of {} · browser updates {} · native updates {} · python updates {} · accuracy {} → {} · backend {} · summary {}",
             get("rounds_promoted"),
+            get("validator_quorum"),
+            get("heads_with_valid_certificate"),
+            get("heads_promoted"),
             get("browser_updates_accepted"),
             get("native_updates_accepted"),
             get("python_updates_accepted"),

@@ -1,7 +1,8 @@
 //! What native peers say to each other over libp2p.
 
 use protocol::api::{ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest};
-use protocol::head::Head;
+use protocol::head::{Attestation, Head};
+use protocol::proposal::Proposal;
 use protocol::update::Update;
 use protocol::{BlobId, Signed};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,10 @@ pub enum Request {
     Head { experiment: String },
     Lease { experiment: String, request: LeaseRequest },
     Blob(BlobId),
+    /// The promoted head of `round` (validators catching up after a restart).
+    HeadAt { experiment: String, round: u64 },
+    /// A reducer asks a validator to check a proposal and attest to it.
+    Attest(Box<Signed<Proposal>>),
 }
 
 /// Request-response answers.
@@ -30,6 +35,7 @@ pub enum Response {
     Experiment(Box<ExperimentInfo>),
     Head(Box<HeadInfo>),
     Lease(Box<LeaseGrant>),
+    Attestation(Box<Signed<Attestation>>),
     #[serde(with = "serde_bytes_vec")]
     Blob(Vec<u8>),
     Error(String),

@@ -4,12 +4,15 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use anyhow::Context;
+
 use protocol::api::{HeadSummary, LeaseSummary, NetworkEvent};
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::ExperimentManifest;
 use protocol::head::{Contribution, Head, Metrics};
 use protocol::lease::{Lease, SlicePlan};
 use protocol::merge;
+use protocol::proposal::ProposalInput;
 use protocol::update::{Runtime, Update};
 use protocol::{BlobId, HeadId, Identity, LeaseId, Signed, UnixMillis};
 
@@ -25,13 +28,16 @@ pub struct AcceptedUpdate {
     pub examples: u32,
 }
 
-/// A merged candidate waiting for evaluation.
+/// A merged candidate waiting for evaluation and attestations.
 #[derive(Clone, Debug)]
 pub struct Candidate {
     pub round: u64,
     pub base: HeadId,
     pub params: Vec<f32>,
     pub contributions: Vec<Contribution>,
+    /// The merged updates with their leases, in the order of `contributions` (what a proposal
+    /// names, so validators can check each one).
+    pub inputs: Vec<ProposalInput>,
 }
 
 /// Why a lease is not granted.
@@ -262,9 +268,14 @@ impl Coordinator {
     /// Closes the open round: merges accepted deltas (weighted by granted examples) into a
     /// candidate. Updates arriving from now until promotion are refused.
     pub fn take_candidate(&mut self) -> anyhow::Result<Candidate> {
-        let deltas: Vec<(&[f32], u32)> = self.accepted.iter().map(|a| (a.delta.as_slice(), a.examples)).collect();
-        let mean = merge::weighted_mean(&deltas)?;
-        let params = merge::apply_delta(&self.head_params, &mean, self.experiment.body.merge.outer_learning_rate)?;
+        // The same arithmetic every validator repeats, so their checkpoints match to the bit.
+        let deltas: Vec<(Vec<f32>, u32)> = self.accepted.iter().map(|a| (a.delta.clone(), a.examples)).collect();
+        let params = super::attest::aggregate(&self.experiment.body, &self.head_params, &deltas)?;
+        let mut inputs = Vec::with_capacity(self.accepted.len());
+        for a in &self.accepted {
+            let lease = self.leases.get(&a.update.body.lease).context("an accepted update's lease is gone")?;
+            inputs.push(ProposalInput { update: a.update.clone(), lease: lease.clone() });
+        }
         let contributions = self
             .accepted
             .iter()
@@ -276,22 +287,42 @@ impl Coordinator {
             })
             .collect();
         self.closing = true;
-        Ok(Candidate { round: self.open_round(), base: self.head_id(), params, contributions })
+        Ok(Candidate { round: self.open_round(), base: self.head_id(), params, contributions, inputs })
     }
 
-    /// Signs the evaluated candidate as the next head, without adopting it yet: the caller
-    /// persists it first, so a crash can never leave a head that was shown but not saved.
-    pub fn sign_candidate(&self, candidate: &Candidate, checkpoint: BlobId, metrics: Metrics, now: UnixMillis) -> Head {
-        sign_head(
-            &self.identity,
-            &self.experiment.body.id,
-            candidate.round,
-            Some(candidate.base),
+    /// The head for an evaluated candidate with its certificate, without adopting it yet: the
+    /// caller checks and persists it first, so a crash can never leave a head that was shown
+    /// but not saved.
+    pub fn certify(
+        &self,
+        candidate: &Candidate,
+        checkpoint: BlobId,
+        metrics: Metrics,
+        certificate: Vec<Signed<protocol::head::Attestation>>,
+        now: UnixMillis,
+    ) -> Head {
+        Head {
+            experiment: self.experiment.body.id.clone(),
+            round: candidate.round,
+            parent: Some(candidate.base),
             checkpoint,
             metrics,
-            candidate.contributions.clone(),
-            now,
-        )
+            contributions: candidate.contributions.clone(),
+            certificate,
+            promoted_at: now,
+        }
+    }
+
+    /// This node's own attestation to a candidate (when it is one of the validators).
+    pub fn attest(&self, candidate: &Candidate, checkpoint: BlobId, metrics: Metrics) -> Signed<protocol::head::Attestation> {
+        self.identity.sign(protocol::head::Attestation {
+            experiment: self.experiment.body.id.clone(),
+            round: candidate.round,
+            base_head: Some(candidate.base),
+            checkpoint,
+            inputs_root: protocol::head::inputs_root(&candidate.contributions),
+            metrics,
+        })
     }
 
     /// Adopts a signed (and persisted) head for the candidate and opens the next round.
@@ -479,11 +510,83 @@ mod tests {
         assert_eq!(candidate.params, vec![2.0; PARAMS], "(20·1 + 10·4) / 30");
         assert_eq!(candidate.contributions.iter().map(|c| c.examples).collect::<Vec<_>>(), vec![20, 10]);
         let metrics = Metrics { val_loss: 1.0, val_accuracy: 0.5, val_examples: 20 };
-        let head = f.coordinator.sign_candidate(&candidate, BlobId::of(b"c1"), metrics, 2);
+        // The proposal names each input with its lease; a validator's check accepts it.
+        assert_eq!(candidate.inputs.len(), 2);
+        let proposal = protocol::proposal::Proposal {
+            experiment: f.coordinator.manifest().id.clone(),
+            round: candidate.round,
+            base_head: candidate.base,
+            inputs: candidate.inputs.clone(),
+            checkpoint: BlobId::of(b"c1"),
+        };
+        assert_eq!(proposal.check_inputs(f.coordinator.manifest()).unwrap(), candidate.contributions);
+        let attestation = f.coordinator.attest(&candidate, BlobId::of(b"c1"), metrics);
+        let head = f.coordinator.certify(&candidate, BlobId::of(b"c1"), metrics, vec![attestation], 2);
         f.coordinator.adopt(head.clone(), candidate, 2);
         assert_eq!(head.round, 1);
-        head.verify_certificate(&f.coordinator.manifest().validators, 1).unwrap();
+        head.verify_for(f.coordinator.experiment()).unwrap();
         assert_eq!(f.coordinator.open_round(), 2);
+    }
+
+    /// Two accepted updates, closed into a candidate and proposed as a validator would receive it.
+    fn proposed(f: &mut Fixture) -> (Candidate, protocol::proposal::Proposal, Vec<Vec<u8>>) {
+        let (t1, l1) = trainer_lease(f, 0);
+        let (t2, l2) = trainer_lease(f, 0);
+        let (u1, b1) = update_for(&t1, &l1, &[0.1; PARAMS]);
+        let (u2, b2) = update_for(&t2, &l2, &[0.4; PARAMS]);
+        f.coordinator.ingest(&u1, &b1, 1).unwrap();
+        f.coordinator.ingest(&u2, &b2, 1).unwrap();
+        let candidate = f.coordinator.take_candidate().unwrap();
+        let proposal = protocol::proposal::Proposal {
+            experiment: "exp".into(),
+            round: candidate.round,
+            base_head: candidate.base,
+            inputs: candidate.inputs.clone(),
+            checkpoint: BlobId::of(&merge::encode_f32le(&candidate.params)),
+        };
+        (candidate, proposal, vec![b1, b2])
+    }
+
+    fn check(f: &Fixture, proposal: &protocol::proposal::Proposal, deltas: &[Vec<u8>]) -> Result<super::super::attest::Checked, String> {
+        let validation = workload::data::Examples { features: 4, inputs: vec![0.5; 4 * 6], labels: vec![0, 1, 0, 1, 1, 0] };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let device = burn::prelude::Device::flex();
+        runtime.block_on(super::super::attest::check(f.coordinator.manifest(), proposal, &[0.0; PARAMS], deltas, &device, &validation))
+    }
+
+    #[test]
+    fn a_validator_recomputes_the_proposal_and_attests_to_the_same_checkpoint() {
+        let mut f = fixture();
+        let (candidate, proposal, deltas) = proposed(&mut f);
+        let checked = check(&f, &proposal, &deltas).unwrap();
+        assert_eq!(checked.params, candidate.params, "bit-identical aggregate");
+        assert_eq!(checked.contributions, candidate.contributions);
+        assert_eq!(checked.attestation.checkpoint, proposal.checkpoint);
+        assert_eq!(checked.attestation.inputs_root, protocol::head::inputs_root(&candidate.contributions));
+    }
+
+    #[test]
+    fn a_validator_refuses_a_wrong_aggregate_a_tampered_delta_and_an_outside_lease() {
+        let mut f = fixture();
+        let (_, proposal, deltas) = proposed(&mut f);
+        let mut wrong = proposal.clone();
+        wrong.checkpoint = BlobId::of(b"a reducer's mistake");
+        assert!(check(&f, &wrong, &deltas).unwrap_err().contains("recomputed checkpoint"));
+
+        let mut tampered = deltas.clone();
+        tampered[1] = merge::encode_f32le(&[9.0; PARAMS]);
+        assert!(check(&f, &proposal, &tampered).unwrap_err().contains("do not hash"));
+
+        // A lease issued by someone outside the validator set (re-signed by an outsider).
+        let outsider = Identity::generate();
+        let mut forged = proposal.clone();
+        forged.inputs[0].lease = outsider.sign(forged.inputs[0].lease.body.clone());
+        assert!(check(&f, &forged, &deltas).unwrap_err().contains("not a validator"));
+
+        // Weights come from the leases: a proposal cannot repeat an input to double it.
+        let mut doubled = proposal.clone();
+        doubled.inputs[1] = doubled.inputs[0].clone();
+        assert!(check(&f, &doubled, &deltas).unwrap_err().contains("used twice"));
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! The seed: a bootstrap peer that also runs the validator (lease issuer, merger, evaluator,
-//! head signer) and serves the edge. Native trainers reach it over libp2p; browsers over HTTP.
+//! The seed: a bootstrap peer that issues leases, collects and screens updates, closes rounds
+//! and proposes their merge (the reducer's job), serves the edge, and is one validator of the
+//! experiment. A head is promoted only with a quorum of attestations: the seed's own and those
+//! of the other validators (`bonfire validator`), each of which re-checks the proposal itself.
+//! Native trainers reach the seed over libp2p; browsers over HTTP.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use burn::prelude::Device;
+use futures::future::join_all;
 use edge::{EdgeError, EdgeNode};
 use libp2p::{Multiaddr, PeerId};
 use protocol::api::{
@@ -16,7 +20,8 @@ use protocol::api::{
 };
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::{ExperimentManifest, LeaseSpec, MergeSpec, ModelSpec};
-use protocol::head::{Head, Metrics};
+use protocol::head::{Attestation, Head};
+use protocol::proposal::Proposal;
 use protocol::ids::canonical_bytes;
 use protocol::lease::Lease;
 use protocol::update::Runtime;
@@ -24,7 +29,8 @@ use protocol::{merge, BlobId, Identity, LeaseId, Signed};
 use tokio::sync::broadcast;
 use workload::data::Examples;
 
-use super::coordinator::{sign_head, Coordinator};
+use super::attest::evaluate;
+use super::coordinator::{sign_head, Candidate, Coordinator};
 use crate::dataset::bundle::Bundle;
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
 use crate::store::{BlobStore, Db};
@@ -212,6 +218,15 @@ impl Seed {
                 Ok(None) => Err(EdgeError::NotFound(format!("no blob {id}"))),
                 Err(e) => Err(EdgeError::Internal(format!("{e:#}"))),
             },
+            Request::HeadAt { experiment, round } => {
+                let coordinator = self.coordinator();
+                check_experiment(&coordinator, &experiment).and_then(|()| {
+                    let head = coordinator.heads().get(round as usize).filter(|h| h.round == round).cloned();
+                    head.map(|head| Response::Head(Box::new(HeadInfo { id: head.id(), head })))
+                        .ok_or_else(|| EdgeError::NotFound(format!("no head of round {round} yet")))
+                })
+            }
+            Request::Attest(_) => Err(EdgeError::Forbidden("the seed proposes; it is not asked to attest".into())),
         };
         result.unwrap_or_else(|e| Response::Error(e.to_string()))
     }
@@ -261,14 +276,18 @@ impl Seed {
                         self.finished.notify_waiters();
                     }
                 }
-                Err(e) => tracing::error!("promoting a head failed: {e:#}"),
+                Err(e) => {
+                    // Most often a validator is down or restarting: try the round again soon.
+                    tracing::warn!("promoting a head failed: {e:#}; retrying in 2 s");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
             }
         }
     }
 
     /// Evaluates, stores and signs the candidate; persists the head; only then adopts it. On
     /// any failure the round reopens, so it can close again.
-    async fn promote(&self, candidate: super::coordinator::Candidate) -> Result<Head> {
+    async fn promote(&self, candidate: Candidate) -> Result<Head> {
         let result = self.sign_and_store(&candidate).await;
         let mut coordinator = self.coordinator();
         match result {
@@ -284,13 +303,74 @@ impl Seed {
         }
     }
 
-    async fn sign_and_store(&self, candidate: &super::coordinator::Candidate) -> Result<Head> {
-        let spec = self.coordinator().manifest().model.clone();
-        let metrics = evaluate(&self.device, &spec, &candidate.params, &self.validation).await?;
+    /// Evaluates the candidate, proposes it to the other validators and gathers attestations;
+    /// with a quorum that agrees with our own evaluation, builds, checks and stores the head.
+    async fn sign_and_store(&self, candidate: &Candidate) -> Result<Head> {
+        let experiment = self.coordinator().experiment().clone();
+        let manifest = &experiment.body;
         let checkpoint = self.blobs.put(&merge::encode_f32le(&candidate.params))?;
-        let head = self.coordinator().sign_candidate(candidate, checkpoint, metrics, now_ms());
+        let metrics = evaluate(&self.device, &manifest.model, &candidate.params, &self.validation).await?;
+        let ours = self.coordinator().attest(candidate, checkpoint, metrics);
+        let expected = ours.body.clone();
+        let me = self.identity.peer_id().to_string();
+        let mut certificate = Vec::new();
+        if manifest.validators.contains(&me) {
+            certificate.push(ours);
+        }
+        let proposal = self.identity.sign(Proposal {
+            experiment: manifest.id.clone(),
+            round: candidate.round,
+            base_head: candidate.base,
+            inputs: candidate.inputs.clone(),
+            checkpoint,
+        });
+        let others: Vec<&String> = manifest.validators.iter().filter(|v| **v != me).collect();
+        let asks = others.iter().map(|v| self.ask_to_attest(v, &proposal, &expected));
+        certificate.extend(join_all(asks).await.into_iter().flatten());
+        if certificate.len() < manifest.quorum as usize {
+            bail!(
+                "round {}: {} of {} validators attested, the quorum is {}",
+                candidate.round,
+                certificate.len(),
+                manifest.validators.len(),
+                manifest.quorum
+            );
+        }
+        let head = self.coordinator().certify(candidate, checkpoint, metrics, certificate, now_ms());
+        head.verify_for(&experiment).context("the assembled certificate")?;
         self.db.put_head(&head)?;
         Ok(head)
+    }
+
+    /// One validator's attestation to `proposal`, if it gives one that matches ours.
+    async fn ask_to_attest(&self, validator: &str, proposal: &Signed<Proposal>, expected: &Attestation) -> Option<Signed<Attestation>> {
+        let round = proposal.body.round;
+        let peer: PeerId = match validator.parse() {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::error!("validator {validator} in the manifest is not a peer id: {e}");
+                return None;
+            }
+        };
+        match self.net.request(peer, Request::Attest(Box::new(proposal.clone()))).await {
+            Ok(Response::Attestation(a)) if a.signer == validator && a.verify().is_ok() && a.body == *expected => Some(*a),
+            Ok(Response::Attestation(a)) => {
+                tracing::warn!("validator {validator} attested something else for round {round}: {:?}", a.body);
+                None
+            }
+            Ok(Response::Error(reason)) => {
+                tracing::warn!("validator {validator} refused round {round}: {reason}");
+                None
+            }
+            Ok(other) => {
+                tracing::warn!("validator {validator} answered {other:?}");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("validator {validator} did not answer for round {round}: {e:#}");
+                None
+            }
+        }
     }
 }
 
@@ -299,15 +379,6 @@ fn check_experiment(coordinator: &Coordinator, experiment: &str) -> Result<(), E
         return Err(EdgeError::NotFound(format!("no experiment `{experiment}` (this node runs `{}`)", coordinator.manifest().id)));
     }
     Ok(())
-}
-
-async fn evaluate(device: &Device, spec: &ModelSpec, params: &[f32], validation: &Examples) -> Result<Metrics> {
-    let (device, spec, params, validation) = (device.clone(), spec.clone(), params.to_vec(), validation.clone());
-    let metrics = tokio::task::spawn_blocking(move || {
-        futures::executor::block_on(workload::evaluate(&device, &spec, &params, &validation))
-    })
-    .await??;
-    Ok(metrics)
 }
 
 /// Copies the bundle's shard blobs into the node's blob store (they are served to peers).
@@ -344,8 +415,8 @@ pub fn default_manifest(settings: &Settings, dataset: &DatasetManifest, validato
             max_delta_norm: 100.0,
             outer_learning_rate: 1.0,
         },
-        validators: vec![validator.peer_id().to_string()],
-        quorum: 1,
+        validators: std::iter::once(validator.peer_id().to_string()).chain(settings.extra_validators.iter().cloned()).collect(),
+        quorum: settings.quorum.unwrap_or(1 + settings.extra_validators.len() as u32),
         genesis,
     }
 }

@@ -82,8 +82,6 @@ impl Trainer {
 
     /// Serves our blobs (deltas) and follows gossiped heads.
     async fn handle_network(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>, heads: watch::Sender<Option<HeadId>>) {
-        let validators = &self.experiment.manifest.body.validators;
-        let quorum = self.experiment.manifest.body.quorum;
         while let Some(event) = events.recv().await {
             match event {
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
@@ -98,7 +96,7 @@ impl Trainer {
                 }
                 NetEvent::Announcement { announcement: Announcement::Head(head), .. } => {
                     // A head counts only with a valid certificate from the experiment's validators.
-                    match head.verify_certificate(validators, quorum) {
+                    match head.verify_for(&self.experiment.manifest) {
                         Ok(()) => {
                             heads.send_replace(Some(head.id()));
                         }
@@ -129,8 +127,7 @@ impl Trainer {
     async fn current_head(&self) -> Result<HeadInfo> {
         match self.net.request(self.seed, Request::Head { experiment: self.experiment.manifest.body.id.clone() }).await? {
             Response::Head(head) => {
-                let manifest = &self.experiment.manifest.body;
-                head.head.verify_certificate(&manifest.validators, manifest.quorum).context("the seed's head is not certified")?;
+                head.head.verify_for(&self.experiment.manifest).context("the seed's head is not certified")?;
                 Ok(*head)
             }
             other => bail!("unexpected answer to a head request: {other:?}"),

@@ -1,0 +1,255 @@
+//! A validator in its own process: it follows the certified heads, and when a reducer asks it
+//! to attest to a proposal it checks everything again itself (inputs against their signed
+//! leases, the real deltas, the recomputed checkpoint, its own evaluation on the held-out shard)
+//! before it signs. A head needs a quorum of such attestations, so no single process, the seed
+//! included, can promote a head alone.
+//!
+//! State (heads, checkpoints, key) lives in its data directory; after a restart it resumes
+//! there and catches up on heads it missed from the seed, checking each certificate and
+//! checkpoint hash on the way.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, ensure, Context, Result};
+use burn::prelude::Device;
+use libp2p::{Multiaddr, PeerId};
+use protocol::api::ExperimentInfo;
+use protocol::head::{Attestation, Head};
+use protocol::proposal::Proposal;
+use protocol::{merge, BlobId, HeadId, Identity, Signed};
+use tokio::sync::mpsc;
+use workload::data::Examples;
+
+use super::attest;
+use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::store::{BlobStore, Db};
+
+/// The head a validator stands on, and its parameters.
+struct Tip {
+    head: Head,
+    params: Vec<f32>,
+}
+
+/// A running validator.
+pub struct Validator {
+    identity: Identity,
+    net: Client,
+    seed: PeerId,
+    blobs: BlobStore,
+    db: Db,
+    experiment: ExperimentInfo,
+    validation: Examples,
+    device: Device,
+    tip: tokio::sync::Mutex<Tip>,
+    /// What this validator attested, by round: it never signs two different checkpoints for
+    /// one round.
+    attested: Mutex<HashMap<u64, Attestation>>,
+    name: String,
+}
+
+impl Validator {
+    /// Starts a validator with its data in `dir`, joining through `bootstrap`. Refuses to run
+    /// unless its key is in the experiment's validator set.
+    pub async fn start(dir: &Path, name: &str, bootstrap: Multiaddr, experiment: &str) -> Result<Arc<Self>> {
+        let identity = crate::store::load_or_create_identity(dir)?;
+        let blobs = BlobStore::open(&dir.join("blobs"))?;
+        let db = Db::open(&dir.join("bonfire.redb"))?;
+        let seed = net::split_peer_addr(&bootstrap)?;
+        let (net, events) = net::spawn(&identity, "validator")?;
+        net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
+        net.dial(bootstrap.clone()).await.with_context(|| format!("{name}: dialing the seed at {bootstrap}"))?;
+        net.subscribe(net::heads_topic(experiment)).await?;
+        let info = match net.request(seed, Request::Experiment { experiment: experiment.into() }).await? {
+            Response::Experiment(info) => *info,
+            other => bail!("the seed answered {other:?} when asked for experiment {experiment}"),
+        };
+        info.manifest.verify().context("the experiment manifest's signature is invalid")?;
+        ensure!(info.dataset.id() == info.manifest.body.dataset, "the seed's dataset manifest does not match the experiment");
+        let me = identity.peer_id().to_string();
+        ensure!(
+            info.manifest.body.validators.contains(&me),
+            "this node ({me}) is not in experiment {experiment}'s validator set {:?}",
+            info.manifest.body.validators
+        );
+        // The held-out shard: synced from the seed once, checked against the manifest's hash.
+        let shard = &info.dataset.validation;
+        let bytes = fetch_blob(&net, &blobs, seed, &shard.blob).await.context("syncing the validation shard")?;
+        let validation = Examples::decode(&bytes, &info.dataset.layout)?;
+
+        let mut heads = db.heads()?;
+        let tip = match heads.pop() {
+            Some(head) => {
+                let bytes = blobs.get(&head.checkpoint)?.with_context(|| format!("checkpoint of round {} is missing", head.round))?;
+                let params = merge::decode_f32le(&bytes, info.manifest.body.model.parameter_count())?;
+                tracing::info!("{name}: resuming at round {}", head.round);
+                Tip { head, params }
+            }
+            None => {
+                let head = head_at(&net, seed, &info.manifest.body.id, 0).await?;
+                head.verify_for(&info.manifest).context("the seed's genesis head")?;
+                let bytes = fetch_blob(&net, &blobs, seed, &head.checkpoint).await?;
+                let params = merge::decode_f32le(&bytes, info.manifest.body.model.parameter_count())?;
+                db.put_head(&head)?;
+                Tip { head, params }
+            }
+        };
+        let validator = Arc::new(Self {
+            identity,
+            net,
+            seed,
+            blobs,
+            db,
+            experiment: info,
+            validation,
+            device: Device::flex(),
+            tip: tokio::sync::Mutex::new(tip),
+            attested: Mutex::new(HashMap::new()),
+            name: name.into(),
+        });
+        tokio::spawn(validator.clone().handle_network(events));
+        tracing::info!("{name} ({me}) validates {experiment}");
+        Ok(validator)
+    }
+
+    async fn handle_network(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>) {
+        while let Some(event) = events.recv().await {
+            match event {
+                NetEvent::Request { peer, request: Request::Attest(proposal), channel } => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let response = match me.attest(&proposal).await {
+                            Ok(attestation) => Response::Attestation(Box::new(attestation)),
+                            Err(e) => {
+                                tracing::warn!("{}: refused {peer}'s proposal for round {}: {e:#}", me.name, proposal.body.round);
+                                Response::Error(format!("{e:#}"))
+                            }
+                        };
+                        let _ = me.net.respond(channel, response).await;
+                    });
+                }
+                NetEvent::Request { request: Request::Blob(id), channel, .. } => {
+                    let response = match self.blobs.get(&id) {
+                        Ok(Some(bytes)) => Response::Blob(bytes),
+                        _ => Response::Error(format!("no blob {id}")),
+                    };
+                    let _ = self.net.respond(channel, response).await;
+                }
+                NetEvent::Request { channel, .. } => {
+                    let _ = self.net.respond(channel, Response::Error("validators answer attest and blob requests".into())).await;
+                }
+                NetEvent::Announcement { announcement: Announcement::Head(head), .. } => {
+                    let round = head.round;
+                    if let Err(e) = self.follow(*head).await {
+                        tracing::warn!("{}: could not follow the head of round {round}: {e:#}", self.name);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Checks a proposal from scratch and signs an attestation if it holds.
+    async fn attest(&self, proposal: &Signed<Proposal>) -> Result<Signed<Attestation>> {
+        let proposal = proposal.verify().context("the proposal's signature is invalid")?;
+        let manifest = &self.experiment.manifest.body;
+        ensure!(proposal.round >= 1, "round 0 is the genesis: nothing to attest");
+        // Stand on the proposal's base head first (catching up if we missed heads).
+        self.catch_up_to(proposal.base_head, proposal.round - 1).await?;
+        let mut deltas = Vec::with_capacity(proposal.inputs.len());
+        for input in &proposal.inputs {
+            let author: Option<PeerId> = input.update.body.holder.parse().ok();
+            deltas.push(self.fetch_delta(&input.update.body.delta, author).await?);
+        }
+        let checked = {
+            let tip = self.tip.lock().await;
+            ensure!(tip.head.id() == proposal.base_head, "the proposal builds on {}, not on our head", proposal.base_head.short());
+            attest::check(manifest, proposal, &tip.params, &deltas, &self.device, &self.validation).await.map_err(anyhow::Error::msg)?
+        };
+        {
+            let mut attested = self.attested.lock().expect("lock");
+            if let Some(earlier) = attested.get(&proposal.round) {
+                ensure!(
+                    *earlier == checked.attestation,
+                    "already attested a different result for round {} (checkpoint {})",
+                    proposal.round,
+                    earlier.checkpoint.short()
+                );
+            }
+            attested.insert(proposal.round, checked.attestation.clone());
+        }
+        self.blobs.put(&merge::encode_f32le(&checked.params))?;
+        tracing::info!(
+            "{}: attested round {}: {} inputs, validation accuracy {:.2}%",
+            self.name,
+            proposal.round,
+            checked.contributions.len(),
+            checked.attestation.metrics.val_accuracy * 100.0
+        );
+        Ok(self.identity.sign(checked.attestation))
+    }
+
+    /// Adopts a gossiped head that extends ours (or catches up to it).
+    async fn follow(&self, head: Head) -> Result<()> {
+        head.verify_for(&self.experiment.manifest)?;
+        let round = head.round;
+        if round <= self.tip.lock().await.head.round {
+            return Ok(()); // already there (we catch up on demand before attesting too)
+        }
+        self.catch_up_to(head.id(), round).await
+    }
+
+    /// Moves our tip forward, head by head from the seed, until it is `target` (round
+    /// `round`). Each head must carry a valid certificate and extend the one before it.
+    async fn catch_up_to(&self, target: HeadId, round: u64) -> Result<()> {
+        let mut tip = self.tip.lock().await;
+        if tip.head.id() == target {
+            return Ok(());
+        }
+        ensure!(tip.head.round < round, "head {} of round {round} is not ahead of ours (round {})", target.short(), tip.head.round);
+        let experiment = &self.experiment.manifest.body.id;
+        while tip.head.round < round {
+            let next = head_at(&self.net, self.seed, experiment, tip.head.round + 1).await?;
+            next.verify_for(&self.experiment.manifest).with_context(|| format!("the head of round {}", next.round))?;
+            ensure!(next.parent == Some(tip.head.id()), "the head of round {} does not extend ours: a fork", next.round);
+            let bytes = fetch_blob(&self.net, &self.blobs, self.seed, &next.checkpoint).await?;
+            let params = merge::decode_f32le(&bytes, self.experiment.manifest.body.model.parameter_count())?;
+            self.db.put_head(&next)?;
+            *tip = Tip { head: next, params };
+        }
+        ensure!(tip.head.id() == target, "the seed's head of round {round} is not {}", target.short());
+        Ok(())
+    }
+
+    /// A delta: from our store, the seed (which collected it) or its author.
+    async fn fetch_delta(&self, id: &BlobId, author: Option<PeerId>) -> Result<Vec<u8>> {
+        match fetch_blob(&self.net, &self.blobs, self.seed, id).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => match author {
+                Some(author) if author != self.seed => fetch_blob(&self.net, &self.blobs, author, id).await,
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// A blob by id, from the store or from `peer` (hash-checked, then kept).
+async fn fetch_blob(net: &Client, blobs: &BlobStore, peer: PeerId, id: &BlobId) -> Result<Vec<u8>> {
+    if let Some(bytes) = blobs.get(id)? {
+        return Ok(bytes);
+    }
+    let bytes = match net.request(peer, Request::Blob(*id)).await? {
+        Response::Blob(bytes) => bytes,
+        other => bail!("asked {peer} for blob {}, got {other:?}", id.short()),
+    };
+    blobs.put_verified(id, &bytes).with_context(|| format!("blob {} from {peer}", id.short()))?;
+    Ok(bytes)
+}
+
+async fn head_at(net: &Client, seed: PeerId, experiment: &str, round: u64) -> Result<Head> {
+    match net.request(seed, Request::HeadAt { experiment: experiment.into(), round }).await? {
+        Response::Head(info) => Ok(info.head),
+        other => bail!("asked the seed for the head of round {round}, got {other:?}"),
+    }
+}

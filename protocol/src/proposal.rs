@@ -1,0 +1,100 @@
+//! Proposals: a reducer's claim "these updates, with these weights, make this checkpoint".
+//! Validators trust none of it: they re-check every input against its signed lease, fetch and
+//! screen the deltas, recompute the aggregate and only then attest.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::experiment::ExperimentManifest;
+use crate::head::Contribution;
+use crate::ids::{canonical_bytes, BlobId, HeadId};
+use crate::lease::Lease;
+use crate::signing::{Signable, Signed};
+use crate::update::Update;
+
+/// One merged update with the lease that authorised it (the lease carries its weight).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProposalInput {
+    pub update: Signed<Update>,
+    pub lease: Signed<Lease>,
+}
+
+/// A round's proposed merge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub experiment: String,
+    pub round: u64,
+    pub base_head: HeadId,
+    pub inputs: Vec<ProposalInput>,
+    /// The proposed checkpoint: base + outer step × weighted mean of the input deltas.
+    pub checkpoint: BlobId,
+}
+
+impl Signable for Proposal {
+    const DOMAIN: &'static str = "proposal";
+}
+
+impl Proposal {
+    /// Content id of the proposal body.
+    pub fn content_id(&self) -> BlobId {
+        BlobId::of(&canonical_bytes(self))
+    }
+
+    /// Checks every input without fetching anything: signatures, the lease's issuer, holder,
+    /// round, base head and runtime, one update per lease, and the round's size limit. Returns
+    /// the contributions (weights from the leases), in input order.
+    pub fn check_inputs(&self, manifest: &ExperimentManifest) -> Result<Vec<Contribution>, String> {
+        if self.experiment != manifest.id {
+            return Err(format!("the proposal is for experiment `{}`, not `{}`", self.experiment, manifest.id));
+        }
+        if self.inputs.is_empty() {
+            return Err("the proposal merges no updates".into());
+        }
+        if self.inputs.len() as u32 > manifest.merge.max_updates {
+            return Err(format!("{} inputs exceed the round's limit of {}", self.inputs.len(), manifest.merge.max_updates));
+        }
+        let mut leases = HashSet::new();
+        let mut out = Vec::with_capacity(self.inputs.len());
+        for (i, input) in self.inputs.iter().enumerate() {
+            let bad = |why: String| format!("input {i}: {why}");
+            let update = input.update.verify_by(&input.update.body.holder).map_err(|e| bad(format!("update signature: {e}")))?;
+            let lease = input.lease.verify().map_err(|e| bad(format!("lease signature: {e}")))?;
+            if !manifest.validators.contains(&input.lease.signer) {
+                return Err(bad(format!("lease signed by {}, who is not a validator", input.lease.signer)));
+            }
+            let lease_id = input.lease.id();
+            if update.lease != lease_id {
+                return Err(bad(format!("the update names lease {}, the proposal pairs it with {}", update.lease.short(), lease_id.short())));
+            }
+            if !leases.insert(lease_id) {
+                return Err(bad(format!("lease {} is used twice", lease_id.short())));
+            }
+            if lease.holder != update.holder {
+                return Err(bad(format!("lease held by {}, update signed by {}", lease.holder, update.holder)));
+            }
+            if update.experiment != manifest.id || lease.experiment != manifest.id {
+                return Err(bad("update or lease of another experiment".into()));
+            }
+            if lease.round != self.round || lease.base_head != self.base_head || update.base_head != self.base_head {
+                return Err(bad(format!(
+                    "lease/update for round {} on head {}, the proposal is round {} on head {}",
+                    lease.round,
+                    update.base_head.short(),
+                    self.round,
+                    self.base_head.short()
+                )));
+            }
+            if update.runtime != lease.runtime {
+                return Err(bad(format!("the update says {}, its lease says {}", update.runtime.label(), lease.runtime.label())));
+            }
+            out.push(Contribution {
+                update: input.update.id(),
+                holder: update.holder.clone(),
+                runtime: update.runtime,
+                examples: lease.slice.count,
+            });
+        }
+        Ok(out)
+    }
+}

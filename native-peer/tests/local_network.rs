@@ -403,3 +403,58 @@ fn a_validator_killed_and_restarted_resumes_and_no_head_is_lost_or_forked() {
     assert_eq!(report["heads"], report["heads_with_valid_certificate"]);
     assert_eq!(report["quorum"], 2);
 }
+
+/// Leases over HTTP for a fresh peer, retrying while the round is being merged (409).
+fn lease_for(net: &Network, who: &Identity) -> LeaseGrant {
+    let request = LeaseRequest { holder: who.peer_id().to_string(), runtime: Runtime::Browser };
+    loop {
+        let response = client().post(format!("{}/api/experiments/mnist-mlp/leases", net.base)).json(&request).send().unwrap();
+        if response.status() != 409 {
+            assert!(response.status().is_success(), "lease refused: {}", response.status());
+            return response.json().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_lease_whose_holder_vanished_expires_and_its_slice_is_leased_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    // Rounds need 3 updates: the two native trainers and one HTTP peer.
+    let net = up(&dir.path().join("node"), &dataset, 2, &["--min-updates", "3", "--lease-ttl-secs", "3", "--round-deadline-secs", "120"]);
+    // A peer takes a lease and dies without an update (a trainer killed mid-lease).
+    let vanished = lease_for(&net, &Identity::generate());
+    let round = vanished.lease.body.round;
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(dashboard(&net).heads.first().unwrap().round, round - 1, "the round waits for a third update");
+
+    // The next peer gets the orphaned slice, trains (a small real delta) and the round closes.
+    let me = Identity::generate();
+    let grant = lease_for(&net, &me);
+    assert_eq!(grant.lease.body.slice, vanished.lease.body.slice, "the expired lease's slice is leased again");
+    assert_eq!(grant.lease.body.round, round);
+    let info: ExperimentInfo = client().get(format!("{}/api/experiments/mnist-mlp", net.base)).send().unwrap().json().unwrap();
+    let bytes = merge::encode_f32le(&vec![1e-4; info.manifest.body.model.parameter_count()]);
+    let update = me.sign(Update {
+        experiment: "mnist-mlp".into(),
+        lease: grant.lease_id,
+        base_head: grant.lease.body.base_head,
+        delta: BlobId::of(&bytes),
+        encoding: DeltaEncoding::F32Le,
+        holder: me.peer_id().to_string(),
+        runtime: Runtime::Browser,
+        train_loss: 1.0,
+        steps: 1,
+    });
+    let response = client()
+        .post(format!("{}/api/leases/{}/update", net.base, grant.lease_id))
+        .json(&UpdateSubmission { update, delta: bytes })
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let snapshot = wait_for_round(&net, round);
+    let head = snapshot.heads.iter().find(|h| h.round == round).unwrap();
+    assert_eq!(head.contributors.len(), 3, "both trainers and the peer that took over the slice");
+    assert!(head.contributors.iter().any(|c| c.peer_id == me.peer_id().to_string()));
+}

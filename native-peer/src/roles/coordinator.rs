@@ -60,6 +60,8 @@ pub struct Coordinator {
     closing: bool,
     leases: HashMap<LeaseId, Signed<Lease>>,
     submitted: HashSet<LeaseId>,
+    /// Expired leases of the open round whose slice was leased again (each only once).
+    reissued: HashSet<LeaseId>,
     accepted: Vec<AcceptedUpdate>,
     events: VecDeque<NetworkEvent>,
 }
@@ -89,6 +91,7 @@ impl Coordinator {
             closing: false,
             leases: HashMap::new(),
             submitted: HashSet::new(),
+            reissued: HashSet::new(),
             accepted: Vec::new(),
             events: VecDeque::new(),
         })
@@ -150,8 +153,24 @@ impl Coordinator {
         {
             return Ok(existing.clone());
         }
-        let slice = self.plan.slice(self.next_slice);
-        self.next_slice += 1;
+        // A slice whose lease expired without an update (its holder vanished) is leased again
+        // before the plan moves on, so no data of the round is skipped.
+        let orphaned = self
+            .leases
+            .values()
+            .filter(|l| !l.body.is_live(now) && !self.submitted.contains(&l.id()) && !self.reissued.contains(&l.id()))
+            .min_by_key(|l| l.body.expires_at)
+            .map(|l| (l.id(), l.body.slice));
+        let slice = match orphaned {
+            Some((expired, slice)) => {
+                self.reissued.insert(expired);
+                slice
+            }
+            None => {
+                self.next_slice += 1;
+                self.plan.slice(self.next_slice - 1)
+            }
+        };
         let spec = &self.experiment.body.lease;
         let lease = self.identity.sign(Lease {
             experiment: self.experiment.body.id.clone(),
@@ -331,6 +350,7 @@ impl Coordinator {
         self.head_params = candidate.params;
         self.leases.clear();
         self.submitted.clear();
+        self.reissued.clear();
         self.accepted.clear();
         self.closing = false;
         self.opened_at = now;
@@ -587,6 +607,18 @@ mod tests {
         let mut doubled = proposal.clone();
         doubled.inputs[1] = doubled.inputs[0].clone();
         assert!(check(&f, &doubled, &deltas).unwrap_err().contains("used twice"));
+    }
+
+    #[test]
+    fn the_slice_of_an_expired_unused_lease_is_leased_again_once() {
+        let mut f = fixture();
+        let (_, vanished) = trainer_lease(&mut f, 0); // ttl 1000 ms; its holder never answers
+        let (_, live) = trainer_lease(&mut f, 800); // still live at 1500
+        assert_ne!(vanished.body.slice, live.body.slice);
+        let (_, again) = trainer_lease(&mut f, 1500);
+        assert_eq!(again.body.slice, vanished.body.slice, "the orphaned slice comes first");
+        let (_, next) = trainer_lease(&mut f, 1500);
+        assert!(next.body.slice != vanished.body.slice && next.body.slice != live.body.slice, "and only once");
     }
 
     #[test]

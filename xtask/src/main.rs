@@ -8,6 +8,7 @@
 //! | `cargo xtask up [--port 8080] [--trainers N] [--python-trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
 //! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), the Python package's tests (`pytest python/tests`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
 //! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
+//! | `cargo xtask drills --out DIR` | runs each fault drill in `native-peer/tests/drills.rs` on its own (a real local network each) and writes `DIR/drills.json`: `name`, `passed`, `observed` (what the drill measured) and `reason` when it failed |
 //! | `cargo xtask bench` | the benchmarks, `#[ignore]`d tests whose names contain `bench`: `cargo test -p bonfire-workload --release` (burn against plain Rust) and `cargo test -p bonfire --bin bonfire` (the NumPy worker through the bridge against burn; the dev profile optimises dependencies); each prints ratios against a baseline measured in the same run |
 //!
 //! Environment:
@@ -89,6 +90,14 @@ enum Cmd {
     },
     /// Run the benchmarks (`#[ignore]`d tests named `bench…` in bonfire-workload and bonfire).
     Bench,
+    /// Run each fault drill (`native-peer/tests/drills.rs`) against a real local network and
+    /// write `OUT/drills.json`: per drill its name, whether it passed, what it observed and,
+    /// when it failed, why.
+    Drills {
+        /// Directory for `drills.json`.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +130,7 @@ fn main() -> ExitCode {
                 ctx.e2e(&mut log, &out, rounds, backend, port, python_trainers)
             }
             Cmd::Bench => ctx.bench(&mut log),
+            Cmd::Drills { out } => ctx.drills(&mut log, &out),
         };
         log.print_summary();
         result
@@ -562,6 +572,60 @@ impl Ctx {
                 "--test-threads=1",
             ]))
         })
+    }
+}
+
+impl Ctx {
+    // ---- drills ------------------------------------------------------------------------------
+
+    fn drills(&self, log: &mut Stages, out: &Path) -> Result<()> {
+        let out = env::current_dir()?.join(out);
+        let observations = out.join("observations");
+        fs::create_dir_all(&observations).with_context(|| format!("creating {}", observations.display()))?;
+        let test = |extra: &[&str]| {
+            let mut c = self.cmd("cargo");
+            c.args(["test", "-p", "bonfire", "--test", "drills", "--"]).args(extra);
+            c
+        };
+        let listing = log.stage("drills: build and list", || capture(&mut test(&["--list", "--format", "terse"])))?;
+        let names: Vec<String> =
+            listing.lines().filter_map(|l| l.strip_suffix(": test")).map(str::to_string).collect();
+        if names.is_empty() {
+            bail!("no drills found in native-peer/tests/drills.rs");
+        }
+        let mut entries = Vec::new();
+        for name in &names {
+            let result = log.stage(&format!("drill {name}"), || {
+                let mut c = test(&["--exact", name, "--nocapture", "--test-threads=1"]);
+                c.env("BONFIRE_DRILLS_OUT", &observations);
+                println!("$ {}", describe(&c));
+                let output = c.output().with_context(|| format!("running drill {name}"))?;
+                Ok(output)
+            })?;
+            let text = String::from_utf8_lossy(&result.stderr).into_owned() + &String::from_utf8_lossy(&result.stdout);
+            let passed = result.status.success();
+            // The panic message says why a drill failed: the line after "panicked at …".
+            let reason = (!passed).then(|| {
+                let mut lines = text.lines().skip_while(|l| !l.contains("panicked at"));
+                let at = lines.next().unwrap_or("").trim();
+                let message = lines.take_while(|l| !l.starts_with("stack backtrace") && !l.starts_with("note:")).collect::<Vec<_>>().join(" ");
+                format!("{} ({at})", message.trim())
+            });
+            let observed = fs::read(observations.join(format!("{name}.json")))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            println!("   {name}: {}", if passed { "passed" } else { "FAILED" });
+            entries.push(serde_json::json!({ "name": name, "passed": passed, "observed": observed, "reason": reason }));
+        }
+        let path = out.join("drills.json");
+        fs::write(&path, serde_json::to_vec_pretty(&entries)?).with_context(|| format!("writing {}", path.display()))?;
+        let failed: Vec<&String> = names.iter().zip(&entries).filter(|(_, e)| e["passed"] != true).map(|(n, _)| n).collect();
+        println!("\ndrills: {} of {} passed · {}", names.len() - failed.len(), names.len(), path.display());
+        if !failed.is_empty() {
+            bail!("drills failed: {}", failed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        Ok(())
     }
 }
 

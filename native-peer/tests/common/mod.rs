@@ -1,0 +1,206 @@
+//! Helpers shared by the multi-process tests: a learnable IDX dataset, a `bonfire up` that is
+//! killed on drop, the edge's JSON, and finding role processes.
+#![allow(dead_code)] // each test binary uses a subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::api::{DashboardSnapshot, LeaseGrant, LeaseRequest};
+use protocol::update::Runtime;
+use protocol::Identity;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bonfire");
+
+/// Writes learnable IDX files: digit k brightens a band of rows, plus deterministic noise.
+pub fn write_idx(dir: &Path, n: u32) -> (PathBuf, PathBuf) {
+    let mut images = Vec::new();
+    for v in [0x0803u32, n, 28, 28] {
+        images.extend(v.to_be_bytes());
+    }
+    let mut labels = Vec::new();
+    for v in [0x0801u32, n] {
+        labels.extend(v.to_be_bytes());
+    }
+    for i in 0..n {
+        let label = (i * 7 % 10) as u8;
+        for p in 0..784u32 {
+            let band = (p / 28) / 3 == label as u32;
+            let noise = (i.wrapping_mul(2654435761).wrapping_add(p * 40503) >> 13) % 90;
+            images.push(if band { 160 + (noise as u8 % 90) } else { noise as u8 });
+        }
+        labels.push(label);
+    }
+    let (img, lab) = (dir.join("images.idx"), dir.join("labels.idx"));
+    std::fs::write(&img, images).unwrap();
+    std::fs::write(&lab, labels).unwrap();
+    (img, lab)
+}
+
+pub fn prepare(dir: &Path) -> PathBuf {
+    let (img, lab) = write_idx(dir, 3000);
+    let out = dir.join("dataset");
+    let status = Command::new(BIN)
+        .args(["dataset", "prepare", "--validation", "500", "--shard-records", "500", "--out"])
+        .arg(&out)
+        .arg("--idx-images")
+        .arg(&img)
+        .arg("--idx-labels")
+        .arg(&lab)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// A running `bonfire up`, killed on drop.
+pub struct Network {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn up(data: &Path, dataset: &Path, trainers: usize, extra: &[&str]) -> Network {
+    let mut child = Command::new(BIN)
+        .args(["up", "--http", "127.0.0.1:0", "--trainers", &trainers.to_string(), "--data-dir"])
+        .arg(data)
+        .arg("--dataset")
+        .arg(dataset)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let base = loop {
+        let line = lines.next().expect("bonfire up exited before the edge listened").unwrap();
+        if let Some(url) = line.strip_prefix("edge listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Network { child, base }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+pub fn dashboard(net: &Network) -> DashboardSnapshot {
+    client().get(format!("{}/api/experiments/mnist-mlp/dashboard", net.base)).send().unwrap().json().unwrap()
+}
+
+pub fn wait_for_round(net: &Network, round: u64) -> DashboardSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let snapshot = dashboard(net);
+        if snapshot.heads.first().is_some_and(|h| h.round >= round) {
+            return snapshot;
+        }
+        assert!(Instant::now() < deadline, "round {round} not reached; newest: {:?}", snapshot.heads.first().map(|h| h.round));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The interpreter with the `bonfire_worker` package (`cargo xtask setup` installs it).
+pub fn worker_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("BONFIRE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("BONFIRE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bonfire")))
+        .expect("HOME or BONFIRE_CACHE");
+    let python = cache.join("python/bin/python");
+    assert!(python.exists(), "{} is missing: run `cargo xtask setup` (it installs python/ there)", python.display());
+    python
+}
+
+/// Pids of the Python workers below `bonfire up` (pid `root`): its trainer processes' children.
+pub fn python_workers(root: u32) -> Vec<u32> {
+    let mut parents = std::collections::HashMap::new();
+    let mut workers = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // "pid (comm) state ppid …": the comm may hold spaces, so split after its ')'.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.insert(pid, ppid);
+        }
+        // `python -m bonfire_worker …` (its trainer's command line names the entry point too).
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|b| *b == 0).any(|arg| arg == b"bonfire_worker") {
+            workers.push(pid);
+        }
+    }
+    let below_root = |mut pid: u32| {
+        for _ in 0..16 {
+            match parents.get(&pid) {
+                Some(&p) if p == root => return true,
+                Some(&p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    workers.into_iter().filter(|&w| below_root(w)).collect()
+}
+
+/// Pids of `bonfire up`'s direct children started for `role` (e.g. "validator").
+pub fn role_children(parent: u32, role: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if ppid == Some(parent) && args.get(1) == Some(&role.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A process killed on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Leases over HTTP for a fresh peer, retrying while the round is being merged (409).
+pub fn lease_for(net: &Network, who: &Identity) -> LeaseGrant {
+    let request = LeaseRequest { holder: who.peer_id().to_string(), runtime: Runtime::Browser };
+    loop {
+        let response = client().post(format!("{}/api/experiments/mnist-mlp/leases", net.base)).json(&request).send().unwrap();
+        if response.status() != 409 {
+            assert!(response.status().is_success(), "lease refused: {}", response.status());
+            return response.json().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Records what a drill observed: `$BONFIRE_DRILLS_OUT/<drill>.json` when `cargo xtask drills`
+/// runs it (nothing otherwise). Written before the drill's final checks, so a failed drill
+/// still reports what it saw.
+pub fn observe(drill: &str, observed: serde_json::Value) {
+    if let Some(dir) = std::env::var_os("BONFIRE_DRILLS_OUT") {
+        let path = PathBuf::from(dir).join(format!("{drill}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&observed).unwrap()).unwrap();
+    }
+}

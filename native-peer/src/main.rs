@@ -4,6 +4,7 @@
 //! `bonfire --help` explains every flag.
 
 mod dataset;
+mod metrics;
 mod net;
 mod roles;
 mod store;

@@ -124,6 +124,9 @@ pub struct TrainerArgs {
     /// Name used in logs.
     #[arg(long, default_value = "trainer")]
     name: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port, logged).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Exit when stdin closes (set by `bonfire up` for its children, so none outlives it).
     #[arg(long, hide = true)]
     exit_with_parent: bool,
@@ -144,6 +147,9 @@ pub struct ValidatorArgs {
     /// Name used in logs.
     #[arg(long, default_value = "validator")]
     name: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port, logged).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
     /// Exit when stdin closes (set by `bonfire up` for its children).
     #[arg(long, hide = true)]
     exit_with_parent: bool,
@@ -180,11 +186,13 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
             tracing::warn!("{} has no index.html: build the web app with `cargo xtask build`", dir.display());
         }
     }
-    let app = edge::router(seed.clone() as Arc<dyn edge::EdgeNode>, args.app_dir.clone());
+    let app = edge::router(seed.clone() as Arc<dyn edge::EdgeNode>, args.app_dir.clone())
+        .route("/metrics", axum::routing::get(|| async { crate::metrics::text_response() }));
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding the edge to {}", args.http))?;
     let addr = listener.local_addr()?;
     println!("bonfire seed {} at {bootstrap}", seed_peer(&bootstrap));
     println!("edge listening on http://{addr}");
+    println!("Prometheus metrics at http://{addr}/metrics");
     println!("open http://{addr}/ and press Contribute; the dashboard is at http://{addr}/dashboard");
     let server = axum::serve(listener, app);
     tokio::select! {
@@ -213,7 +221,7 @@ impl Children {
             .arg(dir)
             .arg("--bootstrap")
             .arg(bootstrap.to_string())
-            .args(["--name", name, "--exit-with-parent"])
+            .args(["--name", name, "--exit-with-parent", "--metrics", "127.0.0.1:0"])
             .args(extra)
             .stdin(std::process::Stdio::piped())
             .kill_on_drop(true)
@@ -255,6 +263,7 @@ pub async fn trainer(args: TrainerArgs) -> Result<()> {
         WorkloadName::Burn => WorkloadKind::Burn,
         WorkloadName::Python => args.python.kind(),
     };
+    serve_metrics(&args.name, args.metrics).await?;
     let trainer = Trainer::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment, &kind).await?;
     tokio::select! {
         _ = trainer.run() => {}
@@ -267,9 +276,18 @@ pub async fn validator(args: ValidatorArgs) -> Result<()> {
     if args.exit_with_parent {
         exit_when_stdin_closes();
     }
+    serve_metrics(&args.name, args.metrics).await?;
     let _validator = Validator::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment).await?;
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     println!("interrupted; state is saved in {}", args.data_dir.display());
+    Ok(())
+}
+
+async fn serve_metrics(name: &str, addr: Option<SocketAddr>) -> Result<()> {
+    if let Some(addr) = addr {
+        let bound = crate::metrics::serve(addr).await?;
+        tracing::info!("{name}: Prometheus metrics at http://{bound}/metrics");
+    }
     Ok(())
 }
 

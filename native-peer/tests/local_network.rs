@@ -189,3 +189,24 @@ fn a_python_trainer_and_a_burn_trainer_merge_into_the_same_heads() {
     let again = python_workers(net.child.id());
     assert!(again.len() == 1 && again != workers, "a new worker replaced the killed one: {workers:?} → {again:?}");
 }
+
+#[test]
+fn every_role_serves_prometheus_metrics_that_follow_the_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let net = up(&dir.path().join("node"), &dataset, 2, &[]);
+    let snapshot = wait_for_round(&net, 3);
+    let text = client().get(format!("{}/metrics", net.base)).send().unwrap().text().unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(text.contains("# TYPE bonfire_rounds_promoted_total counter"), "{text}");
+    assert!(value("bonfire_head_round") >= 3.0 && value("bonfire_rounds_promoted_total") >= 3.0, "{text}");
+    assert!(value("bonfire_updates_accepted_total") >= 2.0 * 3.0 - 1.0, "{text}");
+    assert!(value("bonfire_attestation_requests_total") >= 3.0, "{text}");
+    assert!(value("bonfire_blob_bytes_in_total") > 0.0 && value("bonfire_blob_bytes_out_total") > 0.0, "{text}");
+    let _ = snapshot;
+}

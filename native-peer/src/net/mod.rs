@@ -135,12 +135,20 @@ impl Client {
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response> {
         match self.call(|reply| Command::Request { peer, request, reply }).await?? {
             Response::Error(message) => Err(anyhow!("{peer} refused: {message}")),
-            other => Ok(other),
+            other => {
+                if let Response::Blob(bytes) = &other {
+                    crate::metrics::bytes_in("libp2p", bytes.len());
+                }
+                Ok(other)
+            }
         }
     }
 
     /// Answers an inbound request.
     pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) -> Result<()> {
+        if let Response::Blob(bytes) = &response {
+            crate::metrics::bytes_out("libp2p", bytes.len());
+        }
         self.commands.send(Command::Respond { channel, response }).await.map_err(|_| anyhow!("the network event loop has stopped"))
     }
 }

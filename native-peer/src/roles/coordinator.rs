@@ -6,6 +6,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use anyhow::Context;
 
+use crate::metrics;
+
 use protocol::api::{HeadSummary, LeaseSummary, NetworkEvent};
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::ExperimentManifest;
@@ -184,6 +186,7 @@ impl Coordinator {
             issuer: self.identity.peer_id().to_string(),
         });
         self.leases.insert(lease.id(), lease.clone());
+        metrics::inc("bonfire_leases_granted_total", "Leases granted, by runtime", &[("runtime", runtime.label())]);
         self.record(NetworkEvent::LeaseGranted { lease: LeaseSummary::of(&lease.body) });
         Ok(lease)
     }
@@ -194,6 +197,11 @@ impl Coordinator {
         let result = self.screen(update, delta_bytes, now);
         match result {
             Ok(accepted) => {
+                metrics::inc(
+                    "bonfire_updates_accepted_total",
+                    "Updates that passed screening, by runtime",
+                    &[("runtime", update.body.runtime.label())],
+                );
                 let id = update.id();
                 self.submitted.insert(update.body.lease);
                 self.accepted.push(accepted);
@@ -206,7 +214,8 @@ impl Coordinator {
                 });
                 Ok(self.accepted.len() as u32)
             }
-            Err(reason) => {
+            Err((kind, reason)) => {
+                metrics::inc("bonfire_updates_rejected_total", "Updates refused by screening, by reason", &[("reason", kind)]);
                 self.record(NetworkEvent::UpdateRejected {
                     holder: update.body.holder.clone(),
                     lease: Some(update.body.lease),
@@ -218,45 +227,43 @@ impl Coordinator {
         }
     }
 
-    fn screen(&self, signed: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<AcceptedUpdate, String> {
-        let update = signed.verify_by(&signed.body.holder).map_err(|e| format!("signature: {e}"))?;
+    fn screen(&self, signed: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<AcceptedUpdate, (&'static str, String)> {
+        let update = signed.verify_by(&signed.body.holder).map_err(|e| ("signature", format!("signature: {e}")))?;
         let manifest = &self.experiment.body;
         if update.experiment != manifest.id {
-            return Err(format!("update is for experiment `{}`, not `{}`", update.experiment, manifest.id));
+            return Err(("experiment", format!("update is for experiment `{}`, not `{}`", update.experiment, manifest.id)));
         }
         if self.closing {
-            return Err(format!("round {} closed before the update arrived", self.open_round()));
+            return Err(("round-closed", format!("round {} closed before the update arrived", self.open_round())));
         }
         let lease = self.leases.get(&update.lease).ok_or_else(|| {
-            format!("lease {} is unknown or from a closed round (open round: {})", update.lease.short(), self.open_round())
+            let why = format!("lease {} is unknown or from a closed round (open round: {})", update.lease.short(), self.open_round());
+            ("unknown-lease", why)
         })?;
         if lease.body.holder != update.holder {
-            return Err(format!("lease {} is held by {}, not the update's signer", update.lease.short(), lease.body.holder));
+            return Err(("not-the-holder", format!("lease {} is held by {}, not the update's signer", update.lease.short(), lease.body.holder)));
         }
         if !lease.body.is_live(now) {
-            return Err(format!(
-                "lease {} expired {} s ago; request a new one",
-                update.lease.short(),
-                (now - lease.body.expires_at) / 1000
-            ));
+            let ago = now.saturating_sub(lease.body.expires_at) / 1000;
+            return Err(("lease-expired", format!("lease {} expired {ago} s ago; request a new one", update.lease.short())));
         }
         if update.base_head != self.head_id() {
-            return Err(format!("stale base head {} (current head is {})", update.base_head.short(), self.head_id().short()));
+            return Err(("stale-base-head", format!("stale base head {} (current head is {})", update.base_head.short(), self.head_id().short())));
         }
         if self.accepted.len() as u32 >= manifest.merge.max_updates {
-            return Err(format!("round {} is full ({} updates)", self.open_round(), manifest.merge.max_updates));
+            return Err(("round-full", format!("round {} is full ({} updates)", self.open_round(), manifest.merge.max_updates)));
         }
         if update.runtime != lease.body.runtime {
-            return Err(format!("the update says {}, its lease was granted to a {}", update.runtime.label(), lease.body.runtime.label()));
+            return Err(("runtime", format!("the update says {}, its lease was granted to a {}", update.runtime.label(), lease.body.runtime.label())));
         }
         if self.submitted.contains(&update.lease) {
-            return Err(format!("lease {} already has an update", update.lease.short()));
+            return Err(("duplicate", format!("lease {} already has an update", update.lease.short())));
         }
         if BlobId::of(delta_bytes) != update.delta {
-            return Err(format!("delta bytes do not hash to the announced blob {}", update.delta.short()));
+            return Err(("hash", format!("delta bytes do not hash to the announced blob {}", update.delta.short())));
         }
-        let delta = merge::decode_f32le(delta_bytes, manifest.model.parameter_count()).map_err(|e| format!("delta shape: {e}"))?;
-        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| format!("delta screening: {e}"))?;
+        let delta = merge::decode_f32le(delta_bytes, manifest.model.parameter_count()).map_err(|e| ("shape", format!("delta shape: {e}")))?;
+        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| ("screening", format!("delta screening: {e}")))?;
         Ok(AcceptedUpdate { update: signed.clone(), delta, examples: lease.body.slice.count })
     }
 

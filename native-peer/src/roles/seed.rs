@@ -33,6 +33,7 @@ use super::attest::evaluate;
 use super::coordinator::{sign_head, Candidate, Coordinator};
 use crate::dataset::bundle::Bundle;
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::metrics;
 use crate::store::{BlobStore, Db};
 use crate::{now_ms, Settings};
 
@@ -261,6 +262,7 @@ impl Seed {
             };
             match self.promote(candidate).await {
                 Ok(head) => {
+                    record_promotion(&head);
                     tracing::info!(
                         "round {} promoted: {} updates, validation accuracy {:.2}%, loss {:.4}",
                         head.round,
@@ -352,8 +354,17 @@ impl Seed {
                 return None;
             }
         };
-        match self.net.request(peer, Request::Attest(Box::new(proposal.clone()))).await {
-            Ok(Response::Attestation(a)) if a.signer == validator && a.verify().is_ok() && a.body == *expected => Some(*a),
+        let answer = self.net.request(peer, Request::Attest(Box::new(proposal.clone()))).await;
+        let outcome = match &answer {
+            Ok(Response::Attestation(a)) if a.signer == validator && a.verify().is_ok() && a.body == *expected => "attested",
+            Ok(Response::Attestation(_)) => "disagreed",
+            Ok(Response::Error(_)) => "refused",
+            Ok(_) => "bad-answer",
+            Err(_) => "unreachable",
+        };
+        metrics::inc("bonfire_attestation_requests_total", "Proposals sent to other validators, by outcome", &[("outcome", outcome)]);
+        match answer {
+            Ok(Response::Attestation(a)) if outcome == "attested" => Some(*a),
             Ok(Response::Attestation(a)) => {
                 tracing::warn!("validator {validator} attested something else for round {round}: {:?}", a.body);
                 None
@@ -372,6 +383,15 @@ impl Seed {
             }
         }
     }
+}
+
+/// Round counters and the head gauges of a promoted head.
+fn record_promotion(head: &Head) {
+    metrics::inc("bonfire_rounds_promoted_total", "Heads promoted (rounds closed with a quorum)", &[]);
+    metrics::set("bonfire_head_round", "Round of the newest head", &[], head.round as f64);
+    metrics::set("bonfire_head_val_accuracy", "Validation accuracy of the newest head", &[], head.metrics.val_accuracy as f64);
+    metrics::set("bonfire_head_val_loss", "Validation loss of the newest head", &[], head.metrics.val_loss as f64);
+    metrics::set("bonfire_head_contributions", "Updates merged into the newest head", &[], head.contributions.len() as f64);
 }
 
 fn check_experiment(coordinator: &Coordinator, experiment: &str) -> Result<(), EdgeError> {
@@ -526,7 +546,9 @@ impl EdgeNode for Seed {
             .ok_or_else(|| EdgeError::Internal(format!("shard {shard_blob} is missing from the store")))?;
         let start = slice.first_record as usize * record_bytes as usize;
         let end = start + slice.count as usize * record_bytes as usize;
-        bytes.get(start..end).map(|s| s.to_vec()).ok_or_else(|| EdgeError::Internal("shard shorter than its manifest".into()))
+        let records = bytes.get(start..end).ok_or_else(|| EdgeError::Internal("shard shorter than its manifest".into()))?;
+        metrics::bytes_out("http", records.len());
+        Ok(records.to_vec())
     }
 
     fn submit_update(&self, lease: &LeaseId, submission: UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
@@ -537,13 +559,18 @@ impl EdgeNode for Seed {
                 lease.short()
             )));
         }
+        metrics::bytes_in("http", submission.delta.len());
         let receipt = self.ingest(&submission)?;
         self.touch_peer(&submission.update.body.holder, submission.update.body.runtime.label(), "http");
         Ok(receipt)
     }
 
     fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, EdgeError> {
-        self.blobs.get(id).map_err(|e| EdgeError::Internal(format!("{e:#}")))
+        let blob = self.blobs.get(id).map_err(|e| EdgeError::Internal(format!("{e:#}")))?;
+        if let Some(bytes) = &blob {
+            metrics::bytes_out("http", bytes.len());
+        }
+        Ok(blob)
     }
 
     fn dashboard(&self, experiment: &str) -> Result<DashboardSnapshot, EdgeError> {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use workload::WindowConfig;
 
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::metrics;
 use crate::store::BlobStore;
 use crate::workloads::{locate, Window, Workload, WorkloadKind};
 
@@ -180,6 +181,10 @@ impl Trainer {
             result.compute_seconds * 1e3,
             seconds * 1e3
         );
+        metrics::inc("bonfire_windows_trained_total", "Training windows completed", &[("runtime", self.runtime.label())]);
+        metrics::add("bonfire_examples_trained_total", "Examples processed in training windows", &[], result.examples as f64);
+        metrics::set("bonfire_window_seconds", "Wall time of the last training window", &[], seconds);
+        metrics::set("bonfire_window_compute_seconds", "Compute time of the last training window", &[], result.compute_seconds);
         self.announce(&update).await?;
         // The lease's base head, not the head fetched before asking: a head promoted in between
         // would otherwise make us train the same (returned) lease twice.

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use workload::data::Examples;
 
 use super::attest;
+use crate::metrics;
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
 use crate::store::{BlobStore, Db};
 
@@ -120,8 +121,12 @@ impl Validator {
                     let me = self.clone();
                     tokio::spawn(async move {
                         let response = match me.attest(&proposal).await {
-                            Ok(attestation) => Response::Attestation(Box::new(attestation)),
+                            Ok(attestation) => {
+                                metrics::inc("bonfire_proposals_total", "Proposals checked, by verdict", &[("verdict", "attested")]);
+                                Response::Attestation(Box::new(attestation))
+                            }
                             Err(e) => {
+                                metrics::inc("bonfire_proposals_total", "Proposals checked, by verdict", &[("verdict", "refused")]);
                                 tracing::warn!("{}: refused {peer}'s proposal for round {}: {e:#}", me.name, proposal.body.round);
                                 Response::Error(format!("{e:#}"))
                             }
@@ -216,6 +221,7 @@ impl Validator {
             let bytes = fetch_blob(&self.net, &self.blobs, self.seed, &next.checkpoint).await?;
             let params = merge::decode_f32le(&bytes, self.experiment.manifest.body.model.parameter_count())?;
             self.db.put_head(&next)?;
+            metrics::set("bonfire_head_round", "Round of the newest head", &[], next.round as f64);
             *tip = Tip { head: next, params };
         }
         ensure!(tip.head.id() == target, "the seed's head of round {round} is not {}", target.short());

@@ -33,9 +33,12 @@ pub struct UpArgs {
     /// The built web app (Trunk's dist/) served at `/`.
     #[arg(long)]
     app_dir: Option<PathBuf>,
-    /// libp2p listen address of the seed.
+    /// libp2p listen address of the seed (TCP).
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     listen: Multiaddr,
+    /// libp2p QUIC listen address of the seed ("none" to not listen on QUIC).
+    #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/quic-v1")]
+    listen_quic: String,
     /// Native (burn) trainers to start alongside the seed.
     #[arg(long, default_value_t = 2)]
     trainers: usize,
@@ -167,11 +170,18 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
             args.settings.extra_validators.push(peer);
         }
     }
-    let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone()).await?;
+    let listen_quic = match args.listen_quic.as_str() {
+        "none" => None,
+        addr => Some(addr.parse::<Multiaddr>().with_context(|| format!("--listen-quic {addr}"))?),
+    };
+    let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone(), listen_quic).await?;
     let bootstrap = seed.bootstrap_addr()?;
     let mut children = Children::default();
+    // Validators reach the seed over QUIC (when it listens on it), trainers over TCP: both
+    // native transports carry real traffic in every local network.
+    let validator_bootstrap = seed.quic_addr().unwrap_or_else(|| bootstrap.clone());
     for (name, dir) in &validators {
-        children.spawn(name, "validator", dir, &bootstrap, &[])?;
+        children.spawn(name, "validator", dir, &validator_bootstrap, &[])?;
     }
     for i in 0..args.trainers {
         let name = format!("trainer-{}", i + 1);

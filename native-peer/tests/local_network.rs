@@ -35,6 +35,10 @@ fn native_trainers_over_libp2p_raise_accuracy_and_every_head_is_certified() {
     head.head.verify_for(&info.manifest).unwrap();
     assert_eq!(head.head.certificate.len(), 2, "the seed's and the validator process's attestations");
     assert!(snapshot.heads.iter().filter(|h| h.round > 0).all(|h| h.attestations == 2));
+    // Both native transports carry traffic: the validator came over QUIC, the trainers over TCP.
+    let transport = |role: &str| snapshot.peers.iter().filter(|p| p.role == role).map(|p| p.transport.clone()).collect::<Vec<_>>();
+    assert_eq!(transport("validator"), ["quic"], "{:?}", snapshot.peers);
+    assert_eq!(transport("trainer"), ["tcp", "tcp"], "{:?}", snapshot.peers);
     assert_eq!(head.id, head.head.id());
     let trainers: std::collections::HashSet<_> =
         snapshot.heads.iter().flat_map(|h| h.contributors.iter().map(|c| (c.peer_id.clone(), c.runtime))).collect();

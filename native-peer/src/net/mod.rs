@@ -4,7 +4,10 @@
 //!
 //! Wire: gossipsub topics `bonfire/<experiment>/heads` and `bonfire/<experiment>/updates`
 //! carry [`Announcement`]s; request-response `/bonfire/rpc/1` (CBOR) carries [`Request`] /
-//! [`Response`] (experiment, head, lease, blob by id).
+//! [`Response`] (experiment, head, lease, blob by id, head by round, attest).
+//!
+//! Transports: TCP and QUIC (v1), both with noise and yamux (QUIC brings its own encryption and
+//! multiplexing).
 
 mod wire;
 
@@ -38,8 +41,9 @@ pub enum NetEvent {
     Announcement { source: Option<PeerId>, announcement: Announcement },
     /// A peer asks something; answer with [`Client::respond`].
     Request { peer: PeerId, request: Request, channel: ResponseChannel<Response> },
-    /// A connection opened or closed; `agent` is the peer's identify agent once known.
-    PeerChanged { peer: PeerId, connected: bool, agent: Option<String> },
+    /// A connection opened or closed; `agent` is the peer's identify agent once known, and
+    /// `transport` what the connection runs over (`tcp` or `quic`).
+    PeerChanged { peer: PeerId, connected: bool, agent: Option<String>, transport: &'static str },
 }
 
 enum Command {
@@ -73,6 +77,7 @@ pub fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Receiver<
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_quic()
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
@@ -161,6 +166,8 @@ struct EventLoop {
     pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<()>>>,
     pending_listens: HashMap<libp2p::core::transport::ListenerId, oneshot::Sender<Result<Multiaddr>>>,
     agents: HashMap<PeerId, String>,
+    /// The transport of each connected peer's connection.
+    transports: HashMap<PeerId, &'static str>,
     subscribed: HashSet<String>,
 }
 
@@ -174,6 +181,7 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_listens: HashMap::new(),
             agents: HashMap::new(),
+            transports: HashMap::new(),
             subscribed: HashSet::new(),
         }
     }
@@ -255,13 +263,15 @@ impl EventLoop {
                     let _ = reply.send(Err(anyhow!("listener closed: {reason:?}")));
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(()));
                 }
+                let transport = transport_of(endpoint.get_remote_address());
+                self.transports.insert(peer_id, transport);
                 if num_established.get() == 1 {
                     let agent = self.agents.get(&peer_id).cloned();
-                    let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: true, agent }).await;
+                    let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: true, agent, transport }).await;
                 }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
@@ -271,12 +281,14 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 let agent = self.agents.get(&peer_id).cloned();
-                let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: false, agent }).await;
+                let transport = self.transports.remove(&peer_id).unwrap_or("tcp");
+                let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: false, agent, transport }).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 let known = self.agents.insert(peer_id, info.agent_version.clone());
                 if known.as_deref() != Some(info.agent_version.as_str()) {
-                    let event = NetEvent::PeerChanged { peer: peer_id, connected: true, agent: Some(info.agent_version) };
+                    let transport = self.transports.get(&peer_id).copied().unwrap_or("tcp");
+                    let event = NetEvent::PeerChanged { peer: peer_id, connected: true, agent: Some(info.agent_version), transport };
                     let _ = self.events.send(event).await;
                 }
             }
@@ -319,6 +331,15 @@ impl EventLoop {
 }
 
 /// Parses `/ip4/…/tcp/…/p2p/<peer>` into the address and the peer id.
+/// `quic` for a QUIC address, `tcp` otherwise.
+fn transport_of(addr: &Multiaddr) -> &'static str {
+    if addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1)) {
+        "quic"
+    } else {
+        "tcp"
+    }
+}
+
 pub fn split_peer_addr(addr: &Multiaddr) -> Result<PeerId> {
     addr.iter()
         .find_map(|p| match p {

@@ -58,7 +58,13 @@ pub struct Seed {
 
 impl Seed {
     /// Opens (or creates, on first start) the seed in `dir` over the prepared `bundle`.
-    pub async fn start(dir: &Path, bundle: &Bundle, settings: &Settings, listen: Multiaddr) -> Result<Arc<Self>> {
+    pub async fn start(
+        dir: &Path,
+        bundle: &Bundle,
+        settings: &Settings,
+        listen: Multiaddr,
+        listen_quic: Option<Multiaddr>,
+    ) -> Result<Arc<Self>> {
         let identity = crate::store::load_or_create_identity(dir)?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
         let db = Db::open(&dir.join("bonfire.redb"))?;
@@ -75,6 +81,11 @@ impl Seed {
         net.subscribe(net::heads_topic(&experiment)).await?;
         let addr = net.listen(listen).await.context("listening for native peers")?;
         let full = format!("{addr}/p2p/{}", identity.peer_id());
+        let mut listen_addrs = vec![full];
+        if let Some(quic) = listen_quic {
+            let addr = net.listen(quic).await.context("listening for native peers over QUIC")?;
+            listen_addrs.push(format!("{addr}/p2p/{}", identity.peer_id()));
+        }
         let (events, _) = broadcast::channel(256);
         let seed = Arc::new(Self {
             identity,
@@ -83,7 +94,7 @@ impl Seed {
             db,
             events,
             peers: Mutex::new(HashMap::new()),
-            listen_addrs: Mutex::new(vec![full]),
+            listen_addrs: Mutex::new(listen_addrs),
             validation,
             device,
             net,
@@ -95,10 +106,16 @@ impl Seed {
         Ok(seed)
     }
 
-    /// The seed's libp2p address for trainers to dial.
+    /// The seed's libp2p address for trainers to dial (TCP).
     pub fn bootstrap_addr(&self) -> Result<Multiaddr> {
         let addrs = self.listen_addrs.lock().expect("lock");
         Ok(addrs.first().context("the seed is not listening")?.parse()?)
+    }
+
+    /// The seed's QUIC address, when it listens on one.
+    pub fn quic_addr(&self) -> Option<Multiaddr> {
+        let addrs = self.listen_addrs.lock().expect("lock");
+        addrs.iter().find(|a| a.contains("/quic-v1/")).and_then(|a| a.parse().ok())
     }
 
     /// Resolves once `--stop-after-rounds` heads were promoted (never without the flag).
@@ -191,10 +208,10 @@ impl Seed {
                     });
                 }
                 NetEvent::Announcement { .. } => {}
-                NetEvent::PeerChanged { peer, connected, agent } => {
+                NetEvent::PeerChanged { peer, connected, agent, transport } => {
                     let role = agent.as_deref().and_then(|a| a.split(' ').nth(1)).unwrap_or("peer").to_string();
                     if connected {
-                        self.touch_peer(&peer.to_string(), &role, "tcp");
+                        self.touch_peer(&peer.to_string(), &role, transport);
                     } else {
                         self.peers.lock().expect("lock").remove(&peer.to_string());
                     }

@@ -176,6 +176,16 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
     };
     let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone(), listen_quic).await?;
     let bootstrap = seed.bootstrap_addr()?;
+    // A resumed experiment keeps the validator set it was created with.
+    let manifest = edge::EdgeNode::experiment(seed.as_ref(), EXPERIMENT_ID).map_err(|e| anyhow::anyhow!("{e}"))?.manifest.body;
+    let started: Vec<String> = std::iter::once(seed_peer(&bootstrap)).chain(args.settings.extra_validators.iter().cloned()).collect();
+    for missing in manifest.validators.iter().filter(|v| !started.contains(v)) {
+        tracing::warn!(
+            "validator {missing} of this experiment is not started here (quorum {} of {}): start it, or heads stall",
+            manifest.quorum,
+            manifest.validators.len()
+        );
+    }
     let mut children = Children::default();
     // Validators reach the seed over QUIC (when it listens on it), trainers over TCP: both
     // native transports carry real traffic in every local network.

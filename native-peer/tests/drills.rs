@@ -31,6 +31,10 @@ fn validator_restart() {
     // may still land).
     std::thread::sleep(Duration::from_secs(4));
     let stalled = dashboard(&net).heads.first().unwrap().round;
+    // What the seed saw of its proposals meanwhile (over QUIC a killed peer is noticed only
+    // when its connection times out, so a request may still be pending).
+    let metrics = client().get(format!("{}/metrics", net.base)).send().unwrap().text().unwrap();
+    let unreachable = metrics.lines().any(|l| l.starts_with("bonfire_attestation_requests_total{outcome=\"unreachable\"}"));
     let stall_ok = stalled <= at_kill + 1;
 
     // Restart it by hand from its data directory: it catches up and the rounds go on.
@@ -60,6 +64,7 @@ fn validator_restart() {
         json!({
             "round_at_kill": at_kill,
             "round_after_4_s_without_it": stalled,
+            "seed_found_it_unreachable": unreachable,
             "seconds_from_restart_to_3_more_rounds": three_rounds_after_restart_s,
             "heads_on_disk": report["heads"],
             "heads_with_valid_certificate": report["heads_with_valid_certificate"],
@@ -82,6 +87,13 @@ fn trainer_vanished_mid_lease() {
     let dataset = prepare(dir.path());
     // Rounds need 3 updates: the two native trainers and one HTTP peer.
     let net = up(&dir.path().join("node"), &dataset, 2, &["--min-updates", "3", "--lease-ttl-secs", "3", "--round-deadline-secs", "120"]);
+    // Both native trainers hold their leases first, so the orphaned slice can only go to the
+    // peer that asks next.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dashboard(&net).leases.len() < 2 {
+        assert!(Instant::now() < deadline, "the native trainers never took their leases");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A peer takes a lease and dies without an update (a trainer killed mid-lease).
     let vanished = lease_for(&net, &Identity::generate());
     let round = vanished.lease.body.round;

@@ -74,6 +74,8 @@ pub enum CertificateError {
     Mismatch { signer: String, field: &'static str },
     #[error("only {valid} distinct validators attested; the quorum is {quorum}")]
     NoQuorum { valid: usize, quorum: u32 },
+    #[error("a quorum of {quorum} out of {validators} validators is not a valid experiment setting")]
+    BadQuorum { quorum: u32, validators: usize },
     #[error("a round-0 head must be the experiment's genesis checkpoint, with no parent and no inputs, attested by the experiment's author")]
     NotTheGenesis,
 }
@@ -96,7 +98,6 @@ impl Head {
         }
     }
 
-    /// Checks that a quorum of distinct validators from `validators` signed this exact head.
     /// Checks a head against its signed experiment. The genesis (round 0) is defined by the
     /// manifest: its checkpoint, attested by the manifest's author. Every later head needs a
     /// quorum of the validator set.
@@ -118,7 +119,12 @@ impl Head {
         self.verify_certificate(&manifest.validators, manifest.quorum)
     }
 
+    /// Checks that a quorum of distinct validators from `validators` signed this exact head.
     pub fn verify_certificate(&self, validators: &[String], quorum: u32) -> Result<(), CertificateError> {
+        // A quorum of 0 would accept an empty certificate; one above the set, none at all.
+        if quorum == 0 || quorum as usize > validators.len() {
+            return Err(CertificateError::BadQuorum { quorum, validators: validators.len() });
+        }
         let expected = self.expected_attestation();
         let mut signers = BTreeSet::new();
         for signed in &self.certificate {
@@ -196,6 +202,8 @@ mod tests {
         );
         // The same validator twice is still one vote.
         assert!(certified(&[&a, &a]).verify_certificate(&set, 2).is_err());
+        assert!(matches!(certified(&[]).verify_certificate(&set, 0), Err(CertificateError::BadQuorum { .. })));
+        assert!(matches!(certified(&[&a, &b]).verify_certificate(&set, 3), Err(CertificateError::BadQuorum { .. })));
     }
 
     #[test]

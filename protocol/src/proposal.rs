@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::DatasetManifest;
 use crate::experiment::ExperimentManifest;
 use crate::head::Contribution;
 use crate::ids::{canonical_bytes, BlobId, HeadId};
@@ -41,10 +42,12 @@ impl Proposal {
         BlobId::of(&canonical_bytes(self))
     }
 
-    /// Checks every input without fetching anything: signatures, the lease's issuer, holder,
-    /// round, base head and runtime, one update per lease, and the round's size limit. Returns
-    /// the contributions (weights from the leases), in input order.
-    pub fn check_inputs(&self, manifest: &ExperimentManifest) -> Result<Vec<Contribution>, String> {
+    /// Checks every input without fetching anything: signatures, the lease's issuer (a
+    /// validator, signing as itself), holder, round, base head and runtime, one update per
+    /// lease and one lease per slice, each slice inside the dataset and no larger than the
+    /// experiment's lease size (the slice is the merge weight), and the round's size limit.
+    /// Returns the contributions (weights from the leases), in input order.
+    pub fn check_inputs(&self, manifest: &ExperimentManifest, dataset: &DatasetManifest) -> Result<Vec<Contribution>, String> {
         if self.experiment != manifest.id {
             return Err(format!("the proposal is for experiment `{}`, not `{}`", self.experiment, manifest.id));
         }
@@ -55,6 +58,7 @@ impl Proposal {
             return Err(format!("{} inputs exceed the round's limit of {}", self.inputs.len(), manifest.merge.max_updates));
         }
         let mut leases = HashSet::new();
+        let mut slices = HashSet::new();
         let mut out = Vec::with_capacity(self.inputs.len());
         for (i, input) in self.inputs.iter().enumerate() {
             let bad = |why: String| format!("input {i}: {why}");
@@ -62,6 +66,21 @@ impl Proposal {
             let lease = input.lease.verify().map_err(|e| bad(format!("lease signature: {e}")))?;
             if !manifest.validators.contains(&input.lease.signer) {
                 return Err(bad(format!("lease signed by {}, who is not a validator", input.lease.signer)));
+            }
+            if lease.issuer != input.lease.signer {
+                return Err(bad(format!("lease names issuer {} but is signed by {}", lease.issuer, input.lease.signer)));
+            }
+            let slice = lease.slice;
+            let shard = dataset.train_shard(slice.shard).map_err(|e| bad(format!("lease slice: {e}")))?;
+            let end = slice.first_record as u64 + slice.count as u64;
+            if slice.count == 0 || slice.count > manifest.lease.examples || end > shard.records as u64 {
+                return Err(bad(format!(
+                    "lease slice {}:{}+{} is empty, larger than a lease ({} records) or outside its shard ({} records)",
+                    slice.shard, slice.first_record, slice.count, manifest.lease.examples, shard.records
+                )));
+            }
+            if !slices.insert((slice.shard, slice.first_record)) {
+                return Err(bad(format!("slice {}:{} is merged twice", slice.shard, slice.first_record)));
             }
             let lease_id = input.lease.id();
             if update.lease != lease_id {

@@ -54,5 +54,8 @@ pub fn from_safetensors(spec: &ModelSpec, bytes: &[u8]) -> Result<Vec<f32>, Work
         }
         out.extend(view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
     }
+    if let Some(extra) = by_name.keys().min() {
+        return Err(WorkloadError::Safetensors(format!("unexpected tensor `{extra}` (the model spec has no such parameter)")));
+    }
     Ok(out)
 }

@@ -595,6 +595,8 @@ impl Ctx {
         }
         let mut entries = Vec::new();
         for name in &names {
+            // A file left by an earlier run must not be reported for this one.
+            let _ = fs::remove_file(observations.join(format!("{name}.json")));
             let result = log.stage(&format!("drill {name}"), || {
                 let mut c = test(&["--exact", name, "--nocapture", "--test-threads=1"]);
                 c.env("BONFIRE_DRILLS_OUT", &observations);

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use burn::prelude::Device;
+use protocol::dataset::DatasetManifest;
 use protocol::experiment::{ExperimentManifest, ModelSpec};
 use protocol::head::{inputs_root, Attestation, Contribution, Metrics};
 use protocol::proposal::Proposal;
@@ -29,13 +30,14 @@ pub fn aggregate(manifest: &ExperimentManifest, base: &[f32], deltas: &[(Vec<f32
 /// of its inputs in order. The error is the reason the proposal is refused.
 pub async fn check(
     manifest: &ExperimentManifest,
+    dataset: &DatasetManifest,
     proposal: &Proposal,
     base: &[f32],
     delta_bytes: &[Vec<u8>],
     device: &Device,
     validation: &Examples,
 ) -> Result<Checked, String> {
-    let contributions = proposal.check_inputs(manifest)?;
+    let contributions = proposal.check_inputs(manifest, dataset)?;
     if delta_bytes.len() != proposal.inputs.len() {
         return Err(format!("{} deltas for {} inputs", delta_bytes.len(), proposal.inputs.len()));
     }

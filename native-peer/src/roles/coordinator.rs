@@ -364,11 +364,6 @@ impl Coordinator {
         self.record(NetworkEvent::HeadPromoted { head: HeadSummary::of(&head) });
     }
 
-    /// Gives up on a candidate that could not be evaluated or stored: the round reopens with the
-    /// updates it had, so it closes again instead of refusing everyone until a restart.
-    pub fn reopen(&mut self) {
-        self.closing = false;
-    }
 
     /// The position in the slice plan of the next lease (persisted so restarts keep slices
     /// distinct).
@@ -546,7 +541,7 @@ mod tests {
             inputs: candidate.inputs.clone(),
             checkpoint: BlobId::of(b"c1"),
         };
-        assert_eq!(proposal.check_inputs(f.coordinator.manifest()).unwrap(), candidate.contributions);
+        assert_eq!(proposal.check_inputs(f.coordinator.manifest(), f.coordinator.dataset()).unwrap(), candidate.contributions);
         let attestation = f.coordinator.attest(&candidate, BlobId::of(b"c1"), metrics);
         let head = f.coordinator.certify(&candidate, BlobId::of(b"c1"), metrics, vec![attestation], 2);
         f.coordinator.adopt(head.clone(), candidate, 2);
@@ -578,7 +573,8 @@ mod tests {
         let validation = workload::data::Examples { features: 4, inputs: vec![0.5; 4 * 6], labels: vec![0, 1, 0, 1, 1, 0] };
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let device = burn::prelude::Device::flex();
-        runtime.block_on(super::super::attest::check(f.coordinator.manifest(), proposal, &[0.0; PARAMS], deltas, &device, &validation))
+        let (manifest, dataset) = (f.coordinator.manifest(), f.coordinator.dataset());
+        runtime.block_on(super::super::attest::check(manifest, dataset, proposal, &[0.0; PARAMS], deltas, &device, &validation))
     }
 
     #[test]
@@ -610,10 +606,16 @@ mod tests {
         forged.inputs[0].lease = outsider.sign(forged.inputs[0].lease.body.clone());
         assert!(check(&f, &forged, &deltas).unwrap_err().contains("not a validator"));
 
-        // Weights come from the leases: a proposal cannot repeat an input to double it.
+        // Weights come from the leases: a proposal cannot repeat an input to double it…
         let mut doubled = proposal.clone();
         doubled.inputs[1] = doubled.inputs[0].clone();
-        assert!(check(&f, &doubled, &deltas).unwrap_err().contains("used twice"));
+        assert!(check(&f, &doubled, &deltas).unwrap_err().contains("twice"));
+        // …nor can a validator sign itself an oversized lease to outweigh the others.
+        let mut heavy = proposal.clone();
+        let mut lease = heavy.inputs[0].lease.body.clone();
+        lease.slice.count = 1_000_000;
+        heavy.inputs[0].lease = f.validator.sign(lease);
+        assert!(check(&f, &heavy, &deltas).unwrap_err().contains("larger than a lease"));
     }
 
     #[test]
@@ -698,10 +700,7 @@ mod tests {
         assert!(f.coordinator.should_close(5000));
         f.coordinator.take_candidate().unwrap();
         assert!(f.coordinator.grant_lease("x", Runtime::Browser, 5001).is_err(), "no leases while merging");
-        // A failed promotion reopens the round instead of blocking it until a restart.
-        f.coordinator.reopen();
-        assert!(f.coordinator.grant_lease("x", Runtime::Browser, 5002).is_ok());
-        assert!(f.coordinator.should_close(5002));
+        assert!(!f.coordinator.should_close(5002), "a closed round is not closed twice");
     }
 
     #[test]

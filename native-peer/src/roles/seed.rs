@@ -277,49 +277,45 @@ impl Seed {
                     }
                 }
             };
-            match self.promote(candidate).await {
-                Ok(head) => {
-                    record_promotion(&head);
-                    tracing::info!(
-                        "round {} promoted: {} updates, validation accuracy {:.2}%, loss {:.4}",
-                        head.round,
-                        head.contributions.len(),
-                        head.metrics.val_accuracy * 100.0,
-                        head.metrics.val_loss
-                    );
-                    let announce = Announcement::Head(Box::new(head.clone()));
-                    if let Err(e) = self.net.publish(net::heads_topic(&head.experiment), &announce).await {
-                        tracing::debug!("head gossip: {e:#}");
-                    }
-                    if self.stop_after_rounds.is_some_and(|n| head.round >= n) {
-                        self.finished.notify_waiters();
+            // The closed round's candidate is frozen: it is proposed again, identical, until a
+            // quorum attests to it. Letting new updates in would make a second, different
+            // proposal for the round, which validators that attested the first must refuse.
+            let head = loop {
+                match self.promote(&candidate).await {
+                    Ok(head) => break head,
+                    Err(e) => {
+                        // Most often a validator is down or restarting.
+                        tracing::warn!("promoting round {} failed: {e:#}; proposing it again in 2 s", candidate.round);
+                        tokio::time::sleep(Duration::from_secs(2)).await;
                     }
                 }
-                Err(e) => {
-                    // Most often a validator is down or restarting: try the round again soon.
-                    tracing::warn!("promoting a head failed: {e:#}; retrying in 2 s");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
+            };
+            record_promotion(&head);
+            tracing::info!(
+                "round {} promoted: {} updates, validation accuracy {:.2}%, loss {:.4}",
+                head.round,
+                head.contributions.len(),
+                head.metrics.val_accuracy * 100.0,
+                head.metrics.val_loss
+            );
+            let announce = Announcement::Head(Box::new(head.clone()));
+            if let Err(e) = self.net.publish(net::heads_topic(&head.experiment), &announce).await {
+                tracing::debug!("head gossip: {e:#}");
+            }
+            if self.stop_after_rounds.is_some_and(|n| head.round >= n) {
+                self.finished.notify_waiters();
             }
         }
     }
 
-    /// Evaluates, stores and signs the candidate; persists the head; only then adopts it. On
-    /// any failure the round reopens, so it can close again.
-    async fn promote(&self, candidate: Candidate) -> Result<Head> {
-        let result = self.sign_and_store(&candidate).await;
+    /// Evaluates, gathers attestations, stores and signs the candidate; persists the head; only
+    /// then adopts it.
+    async fn promote(&self, candidate: &Candidate) -> Result<Head> {
+        let head = self.sign_and_store(candidate).await?;
         let mut coordinator = self.coordinator();
-        match result {
-            Ok(head) => {
-                coordinator.adopt(head.clone(), candidate, now_ms());
-                self.publish_last_event(&coordinator);
-                Ok(head)
-            }
-            Err(e) => {
-                coordinator.reopen();
-                Err(e)
-            }
-        }
+        coordinator.adopt(head.clone(), candidate.clone(), now_ms());
+        self.publish_last_event(&coordinator);
+        Ok(head)
     }
 
     /// Evaluates the candidate, proposes it to the other validators and gathers attestations;
@@ -472,6 +468,10 @@ async fn create(
     let params = workload::model::genesis_parameters(&spec, settings.seed);
     let genesis = blobs.put(&merge::encode_f32le(&params))?;
     let manifest = default_manifest(settings, &dataset, identity, genesis);
+    let validators = manifest.validators.len();
+    if manifest.quorum == 0 || manifest.quorum as usize > validators {
+        bail!("--quorum {} is not between 1 and the number of validators ({validators})", manifest.quorum);
+    }
     let metrics = evaluate(device, &manifest.model, &params, validation).await?;
     let head = sign_head(identity, &manifest.id, 0, None, genesis, metrics, vec![], now_ms());
     let experiment = identity.sign(manifest);

@@ -157,7 +157,8 @@ impl Trainer {
         let records = self.slice(&grant).await?;
         let config = WindowConfig { batch_size: grant.batch_size, local_steps: grant.local_steps, learning_rate: grant.learning_rate };
         let started = Instant::now();
-        let result = self.train_window(base, records, config).await?;
+        let deadline = Instant::now() + Duration::from_millis(lease.expires_at.saturating_sub(crate::now_ms()));
+        let result = self.train_window(base, records, config, deadline).await?;
         let seconds = started.elapsed().as_secs_f64();
         let bytes = merge::encode_f32le(&result.delta);
         let delta = self.blobs.put(&bytes)?;
@@ -188,7 +189,7 @@ impl Trainer {
         self.announce(&update).await?;
         // The lease's base head, not the head fetched before asking: a head promoted in between
         // would otherwise make us train the same (returned) lease twice.
-        *last_round = Some(lease.round - 1);
+        *last_round = Some(lease.round.checked_sub(1).context("a lease for round 0 (the genesis) is invalid")?);
         Ok(())
     }
 
@@ -223,19 +224,21 @@ impl Trainer {
     /// Trains one window off the async runtime. A workload whose process failed (a crashed or
     /// silent Python worker) is restarted and the window retried once on the same lease; after
     /// that the lease is left to expire and its slice is leased again.
-    async fn train_window(&self, base: Vec<f32>, records: Vec<u8>, config: WindowConfig) -> Result<Window> {
+    async fn train_window(&self, base: Vec<f32>, records: Vec<u8>, config: WindowConfig, deadline: Instant) -> Result<Window> {
         let layout = self.experiment.dataset.layout.clone();
         let workload = self.workload.clone();
         let name = self.name.clone();
         tokio::task::spawn_blocking(move || {
             let mut workload = workload.lock().map_err(|_| anyhow!("the workload panicked in an earlier window"))?;
             let workload: &mut dyn Workload = workload.as_mut();
+            // A window delivered after its lease expired would be refused: never wait longer.
+            workload.set_deadline(Some(deadline));
             let attempt = |w: &mut dyn Workload| -> Result<Window> {
                 w.load(&base)?;
                 w.train(&records, &layout, config)
             };
             match attempt(workload) {
-                Err(e) if workload.retryable(&e) => {
+                Err(e) if workload.retryable(&e) && deadline > Instant::now() + Duration::from_secs(1) => {
                     tracing::warn!("{name}: {e:#}; retrying the window once");
                     attempt(workload).context("the retried window failed too")
                 }

@@ -8,9 +8,8 @@
 //! there and catches up on heads it missed from the seed, checking each certificate and
 //! checkpoint hash on the way.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
 use burn::prelude::Device;
@@ -44,10 +43,16 @@ pub struct Validator {
     validation: Examples,
     device: Device,
     tip: tokio::sync::Mutex<Tip>,
-    /// What this validator attested, by round: it never signs two different checkpoints for
-    /// one round.
-    attested: Mutex<HashMap<u64, Attestation>>,
+    /// Held while a proposal is checked: one at a time, so a flood of proposals cannot fan out
+    /// into parallel fetches and evaluations.
+    attesting: tokio::sync::Mutex<()>,
     name: String,
+}
+
+/// The `Db` meta key under which the attestation given for `round` is kept: a validator never
+/// signs two different results for one round, across restarts too.
+fn attested_key(round: u64) -> String {
+    format!("attested/{round}")
 }
 
 impl Validator {
@@ -79,6 +84,8 @@ impl Validator {
         let bytes = fetch_blob(&net, &blobs, seed, &shard.blob).await.context("syncing the validation shard")?;
         let validation = Examples::decode(&bytes, &info.dataset.layout)?;
 
+        // Kept so `bonfire heads verify --data-dir <this dir>` can check our copy of the heads.
+        db.set_meta("experiment", &postcard::to_allocvec(&info.manifest)?)?;
         let mut heads = db.heads()?;
         let tip = match heads.pop() {
             Some(head) => {
@@ -106,7 +113,7 @@ impl Validator {
             validation,
             device: Device::flex(),
             tip: tokio::sync::Mutex::new(tip),
-            attested: Mutex::new(HashMap::new()),
+            attesting: tokio::sync::Mutex::new(()),
             name: name.into(),
         });
         tokio::spawn(validator.clone().handle_network(events));
@@ -120,7 +127,7 @@ impl Validator {
                 NetEvent::Request { peer, request: Request::Attest(proposal), channel } => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let response = match me.attest(&proposal).await {
+                        let response = match me.attest(peer, &proposal).await {
                             Ok(attestation) => {
                                 metrics::inc("bonfire_proposals_total", "Proposals checked, by verdict", &[("verdict", "attested")]);
                                 Response::Attestation(Box::new(attestation))
@@ -145,45 +152,62 @@ impl Validator {
                     let _ = self.net.respond(channel, Response::Error("validators answer attest and blob requests".into())).await;
                 }
                 NetEvent::Announcement { announcement: Announcement::Head(head), .. } => {
-                    let round = head.round;
-                    if let Err(e) = self.follow(*head).await {
-                        tracing::warn!("{}: could not follow the head of round {round}: {e:#}", self.name);
-                    }
+                    // Off the event loop: following may wait for an attestation in progress.
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let round = head.round;
+                        if let Err(e) = me.follow(*head).await {
+                            tracing::warn!("{}: could not follow the head of round {round}: {e:#}", me.name);
+                        }
+                    });
                 }
                 _ => {}
             }
         }
     }
 
-    /// Checks a proposal from scratch and signs an attestation if it holds.
-    async fn attest(&self, proposal: &Signed<Proposal>) -> Result<Signed<Attestation>> {
-        let proposal = proposal.verify().context("the proposal's signature is invalid")?;
+    /// Checks a proposal from scratch and signs an attestation if it holds. Only a validator of
+    /// the experiment may propose, and only for itself; everything it claims is checked before
+    /// anything is fetched, and fetched deltas are kept only in memory.
+    async fn attest(&self, from: PeerId, signed: &Signed<Proposal>) -> Result<Signed<Attestation>> {
         let manifest = &self.experiment.manifest.body;
+        ensure!(
+            signed.signer == from.to_string() && manifest.validators.contains(&signed.signer),
+            "proposals come from the experiment's validators, signed by themselves ({from} sent one signed by {})",
+            signed.signer
+        );
+        let proposal = signed.verify().context("the proposal's signature is invalid")?;
         ensure!(proposal.round >= 1, "round 0 is the genesis: nothing to attest");
+        proposal.check_inputs(manifest, &self.experiment.dataset).map_err(anyhow::Error::msg)?;
+        let _one_at_a_time = self.attesting.lock().await;
+        let earlier: Option<Attestation> = match self.db.meta(&attested_key(proposal.round))? {
+            Some(bytes) => Some(postcard::from_bytes(&bytes).context("a stored attestation is corrupt")?),
+            None => None,
+        };
         // Stand on the proposal's base head first (catching up if we missed heads).
         self.catch_up_to(proposal.base_head, proposal.round - 1).await?;
         let mut deltas = Vec::with_capacity(proposal.inputs.len());
         for input in &proposal.inputs {
             let author: Option<PeerId> = input.update.body.holder.parse().ok();
-            deltas.push(self.fetch_delta(&input.update.body.delta, author).await?);
+            deltas.push(self.fetch_delta(&input.update.body.delta, from, author).await?);
         }
         let checked = {
             let tip = self.tip.lock().await;
             ensure!(tip.head.id() == proposal.base_head, "the proposal builds on {}, not on our head", proposal.base_head.short());
-            attest::check(manifest, proposal, &tip.params, &deltas, &self.device, &self.validation).await.map_err(anyhow::Error::msg)?
+            let dataset = &self.experiment.dataset;
+            attest::check(manifest, dataset, proposal, &tip.params, &deltas, &self.device, &self.validation)
+                .await
+                .map_err(anyhow::Error::msg)?
         };
-        {
-            let mut attested = self.attested.lock().expect("lock");
-            if let Some(earlier) = attested.get(&proposal.round) {
-                ensure!(
-                    *earlier == checked.attestation,
-                    "already attested a different result for round {} (checkpoint {})",
-                    proposal.round,
-                    earlier.checkpoint.short()
-                );
-            }
-            attested.insert(proposal.round, checked.attestation.clone());
+        if let Some(earlier) = earlier {
+            ensure!(
+                earlier == checked.attestation,
+                "already attested a different result for round {} (checkpoint {})",
+                proposal.round,
+                earlier.checkpoint.short()
+            );
         }
+        self.db.set_meta(&attested_key(proposal.round), &postcard::to_allocvec(&checked.attestation)?)?;
         self.blobs.put(&merge::encode_f32le(&checked.params))?;
         tracing::info!(
             "{}: attested round {}: {} inputs, validation accuracy {:.2}%",
@@ -228,12 +252,15 @@ impl Validator {
         Ok(())
     }
 
-    /// A delta: from our store, the seed (which collected it) or its author.
-    async fn fetch_delta(&self, id: &BlobId, author: Option<PeerId>) -> Result<Vec<u8>> {
-        match fetch_blob(&self.net, &self.blobs, self.seed, id).await {
+    /// A delta, hash-checked but not stored (it is screened first): from the proposer, which
+    /// collected it, or else from its author.
+    async fn fetch_delta(&self, id: &BlobId, proposer: PeerId, author: Option<PeerId>) -> Result<Vec<u8>> {
+        match fetch_unstored(&self.net, proposer, id).await {
             Ok(bytes) => Ok(bytes),
             Err(e) => match author {
-                Some(author) if author != self.seed => fetch_blob(&self.net, &self.blobs, author, id).await,
+                Some(author) if author != proposer => fetch_unstored(&self.net, author, id)
+                    .await
+                    .with_context(|| format!("from the proposer: {e:#}; from the author {author}")),
                 _ => Err(e),
             },
         }
@@ -250,6 +277,16 @@ async fn fetch_blob(net: &Client, blobs: &BlobStore, peer: PeerId, id: &BlobId) 
         other => bail!("asked {peer} for blob {}, got {other:?}", id.short()),
     };
     blobs.put_verified(id, &bytes).with_context(|| format!("blob {} from {peer}", id.short()))?;
+    Ok(bytes)
+}
+
+/// A blob from `peer`, checked against its id, not kept.
+async fn fetch_unstored(net: &Client, peer: PeerId, id: &BlobId) -> Result<Vec<u8>> {
+    let bytes = match net.request(peer, Request::Blob(*id)).await? {
+        Response::Blob(bytes) => bytes,
+        other => bail!("asked {peer} for blob {}, got {other:?}", id.short()),
+    };
+    ensure!(BlobId::of(&bytes) == *id, "{peer} sent bytes that do not hash to blob {}", id.short());
     Ok(bytes)
 }
 

@@ -50,6 +50,9 @@ pub trait Workload: Send {
     fn evaluate(&mut self, records: &[u8], layout: &RecordLayout) -> Result<Metrics>;
     /// The current parameters in canonical order.
     fn export(&mut self) -> Result<Vec<f32>>;
+    /// Calls after this should give up at `deadline` (the lease's expiry): a workload that
+    /// can be stopped (a Python worker) is stopped then. In-process workloads ignore it.
+    fn set_deadline(&mut self, _deadline: Option<std::time::Instant>) {}
     /// Whether a failed call should be retried once on the same lease (a crashed or silent
     /// worker that will be restarted), rather than given up.
     fn retryable(&self, _error: &anyhow::Error) -> bool {

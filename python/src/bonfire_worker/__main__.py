@@ -7,6 +7,8 @@ import io
 import logging
 import os
 import sys
+import threading
+import time
 
 from .version import PROTOCOL_VERSION, __version__
 
@@ -36,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     # Invalid UTF-8 from the peer must become a bad-request reply, not a crash.
     requests = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    _exit_with_parent()
     log.info(
         "bonfire-worker %s (protocol %d), pid %d, entry %s, OpenBLAS threads %s",
         __version__, PROTOCOL_VERSION, os.getpid(), args.entry, os.environ["OPENBLAS_NUM_THREADS"],
@@ -53,6 +56,22 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             pass
     return 0
+
+
+def _exit_with_parent() -> None:
+    # Between requests, end-of-file on stdin tells the worker its peer has gone. During a long
+    # request nothing reads stdin, so a watchdog notices instead when the parent process dies
+    # (the worker is re-parented): no orphan keeps training.
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                log.warning("the peer (pid %d) has gone, exiting", parent)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _limit_blas_threads(threads: int | None) -> None:

@@ -61,6 +61,8 @@ pub struct PythonWorkload {
     hello: HelloReply,
     /// Times the worker was started again after it failed.
     restarts: u32,
+    /// No request may run past this (the lease's expiry), whatever `settings.timeout` says.
+    deadline: Option<std::time::Instant>,
 }
 
 impl PythonWorkload {
@@ -75,7 +77,7 @@ impl PythonWorkload {
             hello.workload,
             hello.framework
         );
-        Ok(Self { spec, settings, exchange: exchange.to_path_buf(), name: name.into(), process: Some(process), hello, restarts: 0 })
+        Ok(Self { spec, settings, exchange: exchange.to_path_buf(), name: name.into(), process: Some(process), hello, restarts: 0, deadline: None })
     }
 
     fn launch(spec: &ModelSpec, settings: &PythonSettings, name: &str) -> Result<(WorkerProcess, HelloReply), BridgeError> {
@@ -108,7 +110,11 @@ impl PythonWorkload {
                 process
             }
         };
-        let result = process.request(op, self.settings.timeout);
+        let timeout = match self.deadline {
+            Some(deadline) => self.settings.timeout.min(deadline.saturating_duration_since(std::time::Instant::now())),
+            None => self.settings.timeout,
+        };
+        let result = process.request(op, timeout.max(Duration::from_millis(100)));
         match &result {
             Err(e) if e.process_failed() => {} // dropped (and killed) here
             _ => self.process = Some(process),
@@ -206,6 +212,10 @@ impl Workload for PythonWorkload {
         let text = path_text(&path)?;
         self.call::<serde_json::Value>(Op::Export { checkpoint: &text })?;
         self.read_tensors(&path, "exported parameters")
+    }
+
+    fn set_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.deadline = deadline;
     }
 
     fn retryable(&self, error: &anyhow::Error) -> bool {

@@ -66,6 +66,8 @@ pub struct WorkerProcess {
     stdin: ChildStdin,
     replies: Receiver<String>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The thread forwarding stderr; it ends when the worker's stderr closes.
+    stderr_thread: std::thread::JoinHandle<()>,
     next_id: u64,
 }
 
@@ -98,7 +100,7 @@ impl WorkerProcess {
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let tail = stderr_tail.clone();
         let log_name = name.to_string();
-        std::thread::Builder::new()
+        let stderr_thread = std::thread::Builder::new()
             .name(format!("{name}-stderr"))
             .spawn(move || {
                 for line in BufReader::new(stderr).lines() {
@@ -112,7 +114,7 @@ impl WorkerProcess {
                 }
             })
             .map_err(|source| BridgeError::Spawn { command: describe(command), source })?;
-        Ok(Self { child, stdin, replies, stderr_tail, next_id: 0 })
+        Ok(Self { child, stdin, replies, stderr_tail, stderr_thread, next_id: 0 })
     }
 
     /// Sends `op` and waits up to `timeout` for its reply, parsed as `T`. On a crash, a
@@ -194,8 +196,14 @@ impl WorkerProcess {
         if status.is_none() {
             self.kill();
         }
-        // The stderr thread may still be draining the last lines.
-        std::thread::sleep(Duration::from_millis(50));
+        // The stderr thread drains the last lines until the pipe closes (bounded: a grandchild
+        // could hold the pipe open).
+        for _ in 0..80 {
+            if self.stderr_thread.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
         let stderr_tail = self.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect();
         let status = status.map(|s| s.to_string()).unwrap_or_else(|| "closed its pipes; killed".into());
         BridgeError::Crashed { op, status, stderr_tail }

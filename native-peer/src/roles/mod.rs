@@ -3,6 +3,7 @@
 
 pub mod attest;
 pub mod coordinator;
+pub mod join;
 pub mod seed;
 pub mod trainer;
 pub mod validator;

@@ -44,19 +44,8 @@ impl Trainer {
     ) -> Result<Arc<Self>> {
         let identity = crate::store::load_or_create_identity(dir)?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
-        let seed = net::split_peer_addr(&bootstrap)?;
-        let (net, events) = net::spawn(&identity, "trainer")?;
-        net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
-        net.dial(bootstrap.clone()).await.with_context(|| format!("{name}: dialing the seed at {bootstrap}"))?;
-        net.subscribe(net::heads_topic(experiment)).await?;
-        let info = match net.request(seed, Request::Experiment { experiment: experiment.into() }).await? {
-            Response::Experiment(info) => *info,
-            other => bail!("the seed answered {other:?} when asked for experiment {experiment}"),
-        };
-        info.manifest.verify().context("the experiment manifest's signature is invalid")?;
-        if info.dataset.id() != info.manifest.body.dataset {
-            bail!("the seed's dataset manifest does not match the experiment's dataset id");
-        }
+        let super::join::Joined { net, events, seed, experiment: info } =
+            super::join::join(&identity, "trainer", name, &bootstrap, experiment).await?;
         let workload = {
             let (kind, spec, dir, name) = (kind.clone(), info.manifest.body.model.clone(), dir.to_path_buf(), name.to_string());
             tokio::task::spawn_blocking(move || kind.start(&spec, &dir, &name)).await??

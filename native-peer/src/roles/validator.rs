@@ -23,7 +23,7 @@ use workload::data::Examples;
 
 use super::attest;
 use crate::metrics;
-use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::net::{Announcement, Client, NetEvent, Request, Response};
 use crate::store::{BlobStore, Db};
 
 /// The head a validator stands on, and its parameters.
@@ -62,17 +62,8 @@ impl Validator {
         let identity = crate::store::load_or_create_identity(dir)?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
         let db = Db::open(&dir.join("bonfire.redb"))?;
-        let seed = net::split_peer_addr(&bootstrap)?;
-        let (net, events) = net::spawn(&identity, "validator")?;
-        net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
-        net.dial(bootstrap.clone()).await.with_context(|| format!("{name}: dialing the seed at {bootstrap}"))?;
-        net.subscribe(net::heads_topic(experiment)).await?;
-        let info = match net.request(seed, Request::Experiment { experiment: experiment.into() }).await? {
-            Response::Experiment(info) => *info,
-            other => bail!("the seed answered {other:?} when asked for experiment {experiment}"),
-        };
-        info.manifest.verify().context("the experiment manifest's signature is invalid")?;
-        ensure!(info.dataset.id() == info.manifest.body.dataset, "the seed's dataset manifest does not match the experiment");
+        let super::join::Joined { net, events, seed, experiment: info } =
+            super::join::join(&identity, "validator", name, &bootstrap, experiment).await?;
         let me = identity.peer_id().to_string();
         ensure!(
             info.manifest.body.validators.contains(&me),

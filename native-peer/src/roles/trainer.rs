@@ -275,7 +275,25 @@ impl Trainer {
         let slice = grant.lease.body.slice;
         let dataset = &self.experiment.dataset;
         let shard = dataset.train_shard(slice.shard)?;
-        let bytes = self.fetch_blob(&shard.blob).await?;
+        let bytes = if self.blobs.has(&shard.blob) {
+            self.fetch_blob(&shard.blob).await?
+        } else {
+            // A shard is synced once (megabytes); say so, and how long it took.
+            let (have, of) = (dataset.train.iter().filter(|s| self.blobs.has(&s.blob)).count(), dataset.train.len());
+            tracing::info!("{}: syncing shard {} ({have} of {of} shards here)", self.name, slice.shard);
+            let started = Instant::now();
+            let bytes = self.fetch_blob(&shard.blob).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "{}: shard {} synced: {:.2} MB in {:.2} s, hash-checked ({} of {of} shards here)",
+                self.name,
+                slice.shard,
+                bytes.len() as f64 / 1e6,
+                seconds,
+                have + 1
+            );
+            bytes
+        };
         let range = shard.byte_range(slice.first_record, slice.count, dataset.layout.record_bytes);
         let records = bytes.get(range).context("shard shorter than its manifest")?.to_vec();
         shard.verify_slice(slice.shard, slice.first_record, slice.count, dataset.layout.record_bytes, &records)?;

@@ -108,25 +108,18 @@ impl PythonArgs {
     }
 }
 
+/// What every role that joins through a seed takes.
 #[derive(Args)]
-pub struct TrainerArgs {
-    /// Where this trainer keeps its key and blobs.
+pub struct JoinArgs {
+    /// Where this node keeps its key, heads, checkpoints and blobs.
     #[arg(long)]
     data_dir: PathBuf,
     /// The seed's libp2p address, ending in /p2p/<peer id> (see GET /api/network).
     #[arg(long)]
     bootstrap: Multiaddr,
-    /// Experiment to join.
+    /// Experiment to join (a validator's peer id must be in its validator set: see `bonfire id`).
     #[arg(long, default_value = EXPERIMENT_ID)]
     experiment: String,
-    /// What trains: burn in this process, or a Python worker.
-    #[arg(long, value_enum, default_value_t = WorkloadName::Burn)]
-    workload: WorkloadName,
-    #[command(flatten)]
-    python: PythonArgs,
-    /// Name used in logs.
-    #[arg(long, default_value = "trainer")]
-    name: String,
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port, logged).
     #[arg(long)]
     metrics: Option<SocketAddr>,
@@ -135,27 +128,41 @@ pub struct TrainerArgs {
     exit_with_parent: bool,
 }
 
+impl JoinArgs {
+    /// What a role does before it starts: follow its parent, serve its metrics.
+    async fn prepare(&self, name: &str) -> Result<()> {
+        if self.exit_with_parent {
+            exit_when_stdin_closes();
+        }
+        if let Some(addr) = self.metrics {
+            let bound = crate::metrics::serve(addr).await?;
+            tracing::info!("{name}: Prometheus metrics at http://{bound}/metrics");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args)]
+pub struct TrainerArgs {
+    #[command(flatten)]
+    join: JoinArgs,
+    /// Name used in logs.
+    #[arg(long, default_value = "trainer")]
+    name: String,
+    /// What trains: burn in this process, or a Python worker.
+    #[arg(long, value_enum, default_value_t = WorkloadName::Burn)]
+    workload: WorkloadName,
+    #[command(flatten)]
+    python: PythonArgs,
+}
+
 #[derive(Args)]
 pub struct ValidatorArgs {
-    /// Where this validator keeps its key, heads and checkpoints.
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// The seed's libp2p address, ending in /p2p/<peer id> (see GET /api/network).
-    #[arg(long)]
-    bootstrap: Multiaddr,
-    /// Experiment to validate (this node's peer id must be in its validator set: see
-    /// `bonfire id`).
-    #[arg(long, default_value = EXPERIMENT_ID)]
-    experiment: String,
+    #[command(flatten)]
+    join: JoinArgs,
     /// Name used in logs.
     #[arg(long, default_value = "validator")]
     name: String,
-    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port, logged).
-    #[arg(long)]
-    metrics: Option<SocketAddr>,
-    /// Exit when stdin closes (set by `bonfire up` for its children).
-    #[arg(long, hide = true)]
-    exit_with_parent: bool,
 }
 
 pub async fn up(mut args: UpArgs) -> Result<()> {
@@ -276,15 +283,13 @@ fn seed_peer(addr: &Multiaddr) -> String {
 }
 
 pub async fn trainer(args: TrainerArgs) -> Result<()> {
-    if args.exit_with_parent {
-        exit_when_stdin_closes();
-    }
+    args.join.prepare(&args.name).await?;
     let kind = match args.workload {
         WorkloadName::Burn => WorkloadKind::Burn,
         WorkloadName::Python => args.python.kind(),
     };
-    serve_metrics(&args.name, args.metrics).await?;
-    let trainer = Trainer::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment, &kind).await?;
+    let JoinArgs { data_dir, bootstrap, experiment, .. } = args.join;
+    let trainer = Trainer::start(&data_dir, &args.name, bootstrap, &experiment, &kind).await?;
     tokio::select! {
         _ = trainer.run() => {}
         _ = tokio::signal::ctrl_c() => println!("interrupted"),
@@ -293,21 +298,11 @@ pub async fn trainer(args: TrainerArgs) -> Result<()> {
 }
 
 pub async fn validator(args: ValidatorArgs) -> Result<()> {
-    if args.exit_with_parent {
-        exit_when_stdin_closes();
-    }
-    serve_metrics(&args.name, args.metrics).await?;
-    let _validator = Validator::start(&args.data_dir, &args.name, args.bootstrap, &args.experiment).await?;
+    args.join.prepare(&args.name).await?;
+    let JoinArgs { data_dir, bootstrap, experiment, .. } = args.join;
+    let _validator = Validator::start(&data_dir, &args.name, bootstrap, &experiment).await?;
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
-    println!("interrupted; state is saved in {}", args.data_dir.display());
-    Ok(())
-}
-
-async fn serve_metrics(name: &str, addr: Option<SocketAddr>) -> Result<()> {
-    if let Some(addr) = addr {
-        let bound = crate::metrics::serve(addr).await?;
-        tracing::info!("{name}: Prometheus metrics at http://{bound}/metrics");
-    }
+    println!("interrupted; state is saved in {}", data_dir.display());
     Ok(())
 }
 

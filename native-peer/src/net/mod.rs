@@ -331,6 +331,15 @@ impl EventLoop {
 }
 
 /// Parses `/ip4/…/tcp/…/p2p/<peer>` into the address and the peer id.
+/// The answer to a blob request from `store`'s contents.
+pub fn serve_blob(store: &crate::store::BlobStore, id: &protocol::BlobId) -> Response {
+    match store.get(id) {
+        Ok(Some(bytes)) => Response::Blob(bytes),
+        Ok(None) => Response::Error(format!("no blob {id}")),
+        Err(e) => Response::Error(format!("reading blob {id}: {e:#}")),
+    }
+}
+
 /// `quic` for a QUIC address, `tcp` otherwise.
 fn transport_of(addr: &Multiaddr) -> &'static str {
     if addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1)) {

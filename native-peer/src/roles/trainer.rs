@@ -75,11 +75,7 @@ impl Trainer {
         while let Some(event) = events.recv().await {
             match event {
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
-                    let response = match self.blobs.get(&id) {
-                        Ok(Some(bytes)) => Response::Blob(bytes),
-                        _ => Response::Error(format!("no blob {id}")),
-                    };
-                    let _ = self.net.respond(channel, response).await;
+                    let _ = self.net.respond(channel, net::serve_blob(&self.blobs, &id)).await;
                 }
                 NetEvent::Request { channel, .. } => {
                     let _ = self.net.respond(channel, Response::Error("trainers only serve blobs".into())).await;

@@ -23,7 +23,7 @@ use workload::data::Examples;
 
 use super::attest;
 use crate::metrics;
-use crate::net::{Announcement, Client, NetEvent, Request, Response};
+use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
 use crate::store::{BlobStore, Db};
 
 /// The head a validator stands on, and its parameters.
@@ -133,11 +133,7 @@ impl Validator {
                     });
                 }
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
-                    let response = match self.blobs.get(&id) {
-                        Ok(Some(bytes)) => Response::Blob(bytes),
-                        _ => Response::Error(format!("no blob {id}")),
-                    };
-                    let _ = self.net.respond(channel, response).await;
+                    let _ = self.net.respond(channel, net::serve_blob(&self.blobs, &id)).await;
                 }
                 NetEvent::Request { channel, .. } => {
                     let _ = self.net.respond(channel, Response::Error("validators answer attest and blob requests".into())).await;

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use protocol::api::{ExperimentInfo, UpdateSubmission};
-use protocol::update::{DeltaEncoding, Runtime, Update};
-use protocol::{merge, BlobId, Identity};
+use protocol::Identity;
 use serde_json::json;
 
 /// A validator killed and restarted resumes from its data directory; no promoted head is lost
@@ -119,18 +118,7 @@ fn trainer_vanished_mid_lease() {
     assert_eq!(grant.lease.body.slice, vanished.lease.body.slice, "the expired lease's slice is leased again");
     assert_eq!(grant.lease.body.round, round);
     let info: ExperimentInfo = client().get(format!("{}/api/experiments/mnist-mlp", net.base)).send().unwrap().json().unwrap();
-    let bytes = merge::encode_f32le(&vec![1e-4; info.manifest.body.model.parameter_count()]);
-    let update = me.sign(Update {
-        experiment: "mnist-mlp".into(),
-        lease: grant.lease_id,
-        base_head: grant.lease.body.base_head,
-        delta: BlobId::of(&bytes),
-        encoding: DeltaEncoding::F32Le,
-        holder: me.peer_id().to_string(),
-        runtime: Runtime::Browser,
-        train_loss: 1.0,
-        steps: 1,
-    });
+    let (update, bytes) = signed_update(&me, &me, &grant, &vec![1e-4; info.manifest.body.model.parameter_count()]);
     let response = client()
         .post(format!("{}/api/leases/{}/update", net.base, grant.lease_id))
         .json(&UpdateSubmission { update, delta: bytes })

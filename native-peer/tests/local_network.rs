@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use protocol::api::{ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest, UpdateSubmission};
-use protocol::update::{DeltaEncoding, Runtime, Update};
-use protocol::{merge, BlobId, Identity};
+use protocol::update::{Runtime, Update};
+use protocol::{BlobId, Identity};
 
 #[test]
 fn native_trainers_over_libp2p_raise_accuracy_and_every_head_is_certified() {
@@ -84,21 +84,7 @@ fn an_http_peer_leases_trains_and_gets_merged_and_bad_updates_are_refused_with_r
             .send()
             .unwrap()
     };
-    let signed = |signer: &Identity, values: &[f32]| {
-        let bytes = merge::encode_f32le(values);
-        let update = signer.sign(Update {
-            experiment: "mnist-mlp".into(),
-            lease: grant.lease_id,
-            base_head: lease.base_head,
-            delta: BlobId::of(&bytes),
-            encoding: DeltaEncoding::F32Le,
-            holder: me.peer_id().to_string(),
-            runtime: Runtime::Browser,
-            train_loss: 1.0,
-            steps: 1,
-        });
-        (update, bytes)
-    };
+    let signed = |signer: &Identity, values: &[f32]| signed_update(signer, &me, &grant, values);
     let reason = |response: reqwest::blocking::Response| -> (u16, String) {
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().unwrap();

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::api::{DashboardSnapshot, LeaseGrant, LeaseRequest};
-use protocol::update::Runtime;
-use protocol::Identity;
+use protocol::update::{DeltaEncoding, Runtime, Update};
+use protocol::{merge, BlobId, Identity, Signed};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_bonfire");
 
@@ -203,4 +203,22 @@ pub fn observe(drill: &str, observed: serde_json::Value) {
         let path = PathBuf::from(dir).join(format!("{drill}.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&observed).unwrap()).unwrap();
     }
+}
+
+/// An update for `grant` whose delta is `values`, claiming `holder`, signed by `signer` (a
+/// different signer makes a forgery), with the delta's bytes.
+pub fn signed_update(signer: &Identity, holder: &Identity, grant: &LeaseGrant, values: &[f32]) -> (Signed<Update>, Vec<u8>) {
+    let bytes = merge::encode_f32le(values);
+    let update = signer.sign(Update {
+        experiment: "mnist-mlp".into(),
+        lease: grant.lease_id,
+        base_head: grant.lease.body.base_head,
+        delta: BlobId::of(&bytes),
+        encoding: DeltaEncoding::F32Le,
+        holder: holder.peer_id().to_string(),
+        runtime: Runtime::Browser,
+        train_loss: 1.0,
+        steps: 1,
+    });
+    (update, bytes)
 }

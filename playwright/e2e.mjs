@@ -12,6 +12,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { frameStats, startFrameProbe } from './lib/frames.mjs';
 import { EXPERIMENT, getJson, launchBrowser, pageState, startNetwork, waitFor } from './lib/network.mjs';
 
 const TIMEOUT_MS = 20 * 60_000;
@@ -82,6 +83,7 @@ try {
   await page.goto(`${net.url}/?backend=${opts.backend}`, { timeout: 60_000 });
   const contribute = page.locator('#contribute');
   await contribute.waitFor({ state: 'visible', timeout: 60_000 });
+  await startFrameProbe(page);
   await contribute.click({ timeout: 60_000 });
   console.log(`contributing from ${net.url}/?backend=${opts.backend}; waiting for round ${rounds}`);
 
@@ -91,11 +93,18 @@ try {
   let lastRound = -1;
   let state = {};
   let reached = false;
+  // Head gossip latency (promotion → the tab knows), one sample per round heard by gossip.
+  const gossipLatency = new Map();
+  const transports = new Set();
   try {
     await waitFor(
       `round ${rounds}`,
       async () => {
         state = await pageState(page).catch(() => state);
+        if (state.headHeard?.via === 'gossip' && Number.isFinite(state.headHeard.latencyMs)) {
+          gossipLatency.set(state.headHeard.round, state.headHeard.latencyMs);
+        }
+        if (state.lastVia) transports.add(state.lastVia);
         if (firstAccepted === null && state.accepted >= 1) {
           firstAccepted = secondsSince(t0);
           console.log(`first browser update accepted after ${firstAccepted} s`);
@@ -128,6 +137,8 @@ try {
     byRound.reduce((n, h) => n + (h.contributors ?? []).filter((c) => c.runtime === runtime).length, 0);
   const newest = byRound.at(-1);
   const experiment = await getJson(`${net.url}/api/experiments/${EXPERIMENT}`).catch(() => null);
+  const frames = await frameStats(page).catch(() => null);
+  const latencies = [...gossipLatency.values()].sort((a, b) => a - b);
   await browser.close();
   // Every promoted head, re-checked from the seed's data directory once the network is down.
   const heads_report = await net.verifyHeads().catch((e) => ({ problems: [e.message] }));
@@ -155,6 +166,15 @@ try {
     tab_rejected_count: Number.isFinite(state.rejected) ? state.rejected : null,
     tab_last_rejection: state.lastRejection || null,
     browser_peer_id: state.peerId ?? null,
+    browser_transport: state.link ?? null,
+    browser_update_paths: [...transports],
+    browser_connect_ms: state.connectMs ?? null,
+    browser_checkpoint_fetch: state.checkpointFetch ?? null,
+    head_gossip_latency_ms: latencies.length
+      ? { samples: latencies.length, median: latencies[Math.floor(latencies.length / 2)], max: latencies.at(-1) }
+      : null,
+    browser_calibration: state.calibration ?? null,
+    page_frames_while_training: frames,
     wall_s: secondsSince(started),
     accuracy_by_round: byRound.map((h) => ({
       round: h.round,

@@ -10,7 +10,7 @@ use dioxus::prelude::*;
 use futures::channel::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use futures::StreamExt;
 use gloo_timers::future::TimeoutFuture;
-use protocol::worker::{WorkerCommand, WorkerEvent};
+use protocol::worker::{LinkPeer, PendingUpdate, WorkerCommand, WorkerEvent};
 
 use crate::browser;
 use crate::worker_link::{FromWorker, WorkerLink};
@@ -81,6 +81,23 @@ pub struct TrainerView {
     pub last_rejection: Option<String>,
     /// Training loss per window, oldest first.
     pub losses: VecDeque<f32>,
+    /// `websocket` or `http-fallback`, and the peers the worker's swarm is connected to.
+    pub link_path: Option<String>,
+    pub link_peers: Vec<LinkPeer>,
+    pub link_detail: Option<String>,
+    pub connect_ms: Option<f64>,
+    /// Examples/s of both backends on the calibration window, and the one kept.
+    pub calibration: Option<(f64, f64, String)>,
+    /// The newest head the worker knows: round, how it learned of it, ms after promotion.
+    pub head_heard: Option<(u64, String, f64)>,
+    /// The update trained but not yet accepted (kept in IndexedDB).
+    pub pending: Option<PendingUpdate>,
+    /// Updates accepted in earlier sessions of this tab (from IndexedDB).
+    pub history: u32,
+    /// How the last accepted update travelled.
+    pub last_via: Option<String>,
+    /// The last checkpoint fetch: bytes, milliseconds, path.
+    pub last_fetch: Option<(u64, f64, String)>,
     /// Newest first.
     pub log: VecDeque<LogLine>,
 }
@@ -144,11 +161,49 @@ impl TrainerView {
                 let text = format!("round {round}: trained {examples} examples in {seconds:.1} s, loss {loss:.4}");
                 self.log(at, text, Tone::Info);
             }
-            WorkerEvent::UpdateAccepted { round, update_id } => {
+            WorkerEvent::UpdateAccepted { round, update_id, via } => {
                 self.accepted += 1;
                 let short: String = update_id.chars().take(8).collect();
-                self.log(at, format!("round {round}: update {short} accepted"), Tone::Good);
+                self.log(at, format!("round {round}: update {short} accepted (via {via})"), Tone::Good);
+                self.last_via = Some(via);
             }
+            WorkerEvent::Calibrated { cpu_examples_per_sec, webgpu_examples_per_sec, chosen } => {
+                let text = format!(
+                    "measured: CPU {cpu_examples_per_sec:.0} examples/s, WebGPU {webgpu_examples_per_sec:.0} examples/s; training on {chosen}"
+                );
+                self.log(at, text, Tone::Info);
+                self.calibration = Some((cpu_examples_per_sec, webgpu_examples_per_sec, chosen));
+            }
+            WorkerEvent::Link { path, peers, detail, connect_ms } => {
+                if self.link_path.as_deref() != Some(path.as_str()) || self.link_detail != detail {
+                    let why = detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                    let tone = if path == "http-fallback" { Tone::Bad } else { Tone::Good };
+                    self.log(at, format!("network path {path}{why}"), tone);
+                }
+                self.link_path = Some(path);
+                self.link_peers = peers;
+                self.link_detail = detail;
+                if connect_ms.is_some() {
+                    self.connect_ms = connect_ms;
+                }
+            }
+            WorkerEvent::Fetched { what, bytes, ms, via } => {
+                if what == "checkpoint" {
+                    self.last_fetch = Some((bytes, ms, via));
+                }
+            }
+            WorkerEvent::HeadReceived { round, via, latency_ms } => {
+                self.head_heard = Some((round, via, latency_ms));
+            }
+            WorkerEvent::Restored { pending, history } => {
+                if let Some(p) = &pending {
+                    let short: String = p.update_id.chars().take(8).collect();
+                    self.log(at.clone(), format!("round {}: update {short} from before the reload is still pending", p.round), Tone::Info);
+                }
+                self.pending = pending;
+                self.history = history;
+            }
+            WorkerEvent::Pending { update } => self.pending = update,
             WorkerEvent::UpdateRejected { round, reason } => {
                 self.rejected += 1;
                 self.log(at, format!("round {round}: update rejected: {reason}"), Tone::Bad);

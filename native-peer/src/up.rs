@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use libp2p::Multiaddr;
 
 use crate::dataset::bundle::Bundle;
-use crate::roles::seed::{Seed, EXPERIMENT_ID};
+use crate::roles::seed::{Listen, Seed, EXPERIMENT_ID};
 use crate::roles::trainer::Trainer;
 use crate::roles::validator::Validator;
 use crate::workloads::python::DEFAULT_ENTRY;
@@ -39,6 +39,13 @@ pub struct UpArgs {
     /// libp2p QUIC listen address of the seed ("none" to not listen on QUIC).
     #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/quic-v1")]
     listen_quic: String,
+    /// libp2p WebSocket listen address of the seed, which browser workers dial ("none" to take
+    /// browsers over HTTP only). Handed to browsers by GET /api/network.
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0/ws")]
+    listen_ws: String,
+    /// Refuse updates on the edge's HTTP route: browsers must announce them over libp2p.
+    #[arg(long)]
+    no_http_updates: bool,
     /// Native (burn) trainers to start alongside the seed.
     #[arg(long, default_value_t = 2)]
     trainers: usize,
@@ -177,11 +184,13 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
             args.settings.extra_validators.push(peer);
         }
     }
-    let listen_quic = match args.listen_quic.as_str() {
-        "none" => None,
-        addr => Some(addr.parse::<Multiaddr>().with_context(|| format!("--listen-quic {addr}"))?),
+    let listen = Listen {
+        tcp: args.listen.clone(),
+        quic: optional_addr("--listen-quic", &args.listen_quic)?,
+        websocket: optional_addr("--listen-ws", &args.listen_ws)?,
+        http_updates: !args.no_http_updates,
     };
-    let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, args.listen.clone(), listen_quic).await?;
+    let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, listen).await?;
     let bootstrap = seed.bootstrap_addr()?;
     // A resumed experiment keeps the validator set it was created with.
     let manifest = edge::EdgeNode::experiment(seed.as_ref(), EXPERIMENT_ID).map_err(|e| anyhow::anyhow!("{e}"))?.manifest.body;
@@ -313,4 +322,12 @@ fn exit_when_stdin_closes() {
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
         std::process::exit(0);
     });
+}
+
+/// A listen address flag that may be "none".
+fn optional_addr(flag: &str, value: &str) -> Result<Option<Multiaddr>> {
+    match value {
+        "none" => Ok(None),
+        addr => Ok(Some(addr.parse::<Multiaddr>().with_context(|| format!("{flag} {addr}"))?)),
+    }
 }

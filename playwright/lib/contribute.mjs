@@ -3,7 +3,7 @@
 // the tab's peer id among a head's contributors on the dashboard page and in the dashboard JSON.
 
 import assert from 'node:assert/strict';
-import { findContribution, launchBrowser, pageState, startNetwork, waitFor } from './network.mjs';
+import { findContribution, launchBrowser, pageState, reportFailure, startNetwork, waitFor } from './network.mjs';
 
 /**
  * @param {object} o
@@ -70,8 +70,7 @@ export async function contributeScenario({ backend, acceptTimeoutMs, dashboardTi
         `includes ${peerId} (${found.contributor.examples} examples)`,
     );
   } catch (e) {
-    console.error(`--- browser console (tail) ---\n${browser?.consoleTail() ?? '(no browser)'}`);
-    console.error(`--- bonfire up output (tail) ---\n${net.tail()}`);
+    reportFailure(browser, net);
     throw e;
   } finally {
     await browser?.close();

@@ -113,8 +113,9 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 /**
- * Starts `bonfire up` on a free port with a fresh data directory and waits (≤ `readyTimeoutMs`)
- * until `/api/network` answers with the experiment. Always `await net.stop()` at the end.
+ * Starts `bonfire up` on a free port with a fresh data directory (or `dataDir`, to restart a
+ * network: the caller then owns and removes it) and waits (≤ `readyTimeoutMs`) until
+ * `/api/network` answers with the experiment. Always `await net.stop()` at the end.
  */
 export async function startNetwork({
   trainers = 2,
@@ -122,11 +123,12 @@ export async function startNetwork({
   extraArgs = [],
   readyTimeoutMs = 120_000,
   logFile,
+  dataDir: givenDataDir,
 } = {}) {
   const bin = requireEnv('BONFIRE_BIN');
   const dataset = requireEnv('BONFIRE_DATASET');
   const dist = requireEnv('BONFIRE_DIST');
-  const dataDir = await mkdtemp(join(tmpdir(), 'bonfire-node-'));
+  const dataDir = givenDataDir ?? (await mkdtemp(join(tmpdir(), 'bonfire-node-')));
   if (!port) port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const args = [
@@ -204,7 +206,7 @@ export async function startNetwork({
     }
     running.delete(child.pid);
     log?.end();
-    if (!keepData && process.env.BONFIRE_KEEP !== '1') {
+    if (!keepData && !givenDataDir && process.env.BONFIRE_KEEP !== '1') {
       await rm(dataDir, { recursive: true, force: true });
     }
   };
@@ -345,6 +347,67 @@ export async function pageState(page) {
       lastRejection: text('#last-rejection'),
       throughput: text('#throughput'),
       peerId: text('#peer-id'),
+      link: q('#link')?.getAttribute('data-path') ?? null,
+      linkPeers: [...document.querySelectorAll('#link-peers li.link-peer')].map((li) => ({
+        peerId: li.getAttribute('data-peer-id'),
+        transport: li.getAttribute('data-transport'),
+        role: li.getAttribute('data-role'),
+      })),
+      connectMs: text('#connect-ms'),
+      checkpointFetch: q('#checkpoint-fetch')?.getAttribute('data-via')
+        ? {
+            bytes: Number(q('#checkpoint-fetch').getAttribute('data-bytes')),
+            ms: Number(q('#checkpoint-fetch').getAttribute('data-ms')),
+            via: q('#checkpoint-fetch').getAttribute('data-via'),
+          }
+        : null,
+      lastVia: text('#last-via'),
+      pending: q('#pending')?.getAttribute('data-update-id') || null,
+      history: Number(q('#history')?.getAttribute('data-count') ?? NaN),
+      headHeard: {
+        round: q('#head-heard')?.getAttribute('data-round') || null,
+        via: q('#head-heard')?.getAttribute('data-via') || null,
+        latencyMs: Number(q('#head-heard')?.getAttribute('data-latency-ms') || NaN),
+      },
+      calibration: q('#calibration')
+        ? {
+            cpu: Number(q('#calibration').getAttribute('data-cpu')),
+            webgpu: Number(q('#calibration').getAttribute('data-webgpu')),
+            chosen: q('#calibration').getAttribute('data-chosen'),
+          }
+        : null,
     };
   });
+}
+
+/** `bonfire up` flags that make every round wait for the tab (three updates: two native trainers
+ * and the tab), with a deadline and lease lifetime long enough for a slow first window. */
+export const ROUNDS_WAIT_FOR_TAB = ['--min-updates', '3', '--round-deadline-secs', '400', '--lease-ttl-secs', '500'];
+
+/** Prints the browser console's and the network's output tails (for a failing test). */
+export function reportFailure(browser, net) {
+  console.error(`--- browser console (tail) ---\n${browser?.consoleTail() ?? '(no browser)'}`);
+  console.error(`--- bonfire up output (tail) ---\n${net?.tail() ?? '(no network)'}`);
+}
+
+/**
+ * Starts a network (`startNetwork(networkOptions)`) and a browser with one page, runs
+ * `body({ net, browser, page, describe })` (`describe` is the page state as JSON, for timeout
+ * messages), reports both logs if it fails, and always cleans up.
+ */
+export async function withTab(networkOptions, body) {
+  const net = await startNetwork(networkOptions);
+  let browser;
+  try {
+    browser = await launchBrowser();
+    const page = await browser.newPage();
+    const describe = async () => JSON.stringify(await pageState(page));
+    return await body({ net, browser, page, describe });
+  } catch (e) {
+    reportFailure(browser, net);
+    throw e;
+  } finally {
+    await browser?.close();
+    await net.stop();
+  }
 }

@@ -5,12 +5,13 @@
 // loaded the machine is.
 import { test } from 'node:test';
 import { contributeScenario } from '../lib/contribute.mjs';
+import { ROUNDS_WAIT_FOR_TAB } from '../lib/network.mjs';
 
 test('a tab contributes with the WebGPU backend', { timeout: 900_000 }, async () => {
   await contributeScenario({
     backend: 'webgpu',
     acceptTimeoutMs: 400_000,
     dashboardTimeoutMs: 300_000,
-    networkArgs: ['--min-updates', '3', '--round-deadline-secs', '400', '--lease-ttl-secs', '500'],
+    networkArgs: ROUNDS_WAIT_FOR_TAB,
   });
 });

@@ -37,8 +37,12 @@ pub struct ApiError {
 pub struct NetworkInfo {
     /// The edge node's libp2p peer id.
     pub peer_id: String,
-    /// The node's libp2p listen addresses (for native peers; browsers use HTTP here).
+    /// The node's libp2p listen addresses for native peers (TCP, QUIC).
     pub listen_addrs: Vec<String>,
+    /// Addresses a browser worker dials (WebSocket, ending in `/p2p/<peer id>`); empty when the
+    /// node takes browsers over HTTP only.
+    #[serde(default)]
+    pub browser_addrs: Vec<String>,
     pub experiments: Vec<String>,
     pub version: String,
 }

@@ -3,7 +3,7 @@
 //! Content ids ([`ids`]), canonical encoding and signatures ([`signing`]), the dataset and
 //! experiment manifests ([`dataset`], [`experiment`]), leases over shard slices ([`lease`]),
 //! signed updates ([`update`]), reducers' proposals ([`proposal`]), attestations and heads ([`head`]), the merge arithmetic on flat
-//! `f32` slices ([`merge`]), the JSON shapes of the edge's HTTP API ([`api`]) and the messages
+//! `f32` slices ([`merge`]), the JSON shapes of the edge's HTTP API ([`api`]), what peers say over libp2p ([`wire`]) and the messages
 //! between the web app and its training worker ([`worker`]). No IO, no burn, no async runtime:
 //! this crate compiles for wasm32 and native alike.
 
@@ -17,6 +17,7 @@ pub mod merge;
 pub mod proposal;
 pub mod signing;
 pub mod update;
+pub mod wire;
 pub mod worker;
 
 pub use ids::{BlobId, HeadId, LeaseId, UpdateId};

@@ -25,11 +25,51 @@ impl BackendChoice {
     }
 }
 
+/// How the worker reaches the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportChoice {
+    /// As a libp2p peer (WebSocket) when the edge offers an address, the edge's HTTP API while
+    /// no peer connection exists.
+    #[default]
+    Auto,
+    /// Only the edge's HTTP API.
+    Http,
+}
+
+impl TransportChoice {
+    /// Parses `?transport=` values.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "auto" => Some(Self::Auto),
+            "http" => Some(Self::Http),
+            _ => None,
+        }
+    }
+}
+
+/// A peer the worker is connected to, as the swarm reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkPeer {
+    pub peer_id: String,
+    /// `websocket` (the connection's own transport).
+    pub transport: String,
+    /// `seed`, or the role the peer names in identify.
+    pub role: String,
+}
+
 /// Page → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerCommand {
     /// Start contributing. `secret_key` is the tab's persisted ed25519 secret (32 bytes).
-    Start { edge_url: String, experiment: Option<String>, backend: BackendChoice, secret_key: Vec<u8> },
+    Start {
+        edge_url: String,
+        experiment: Option<String>,
+        backend: BackendChoice,
+        #[serde(default)]
+        transport: TransportChoice,
+        secret_key: Vec<u8>,
+    },
     /// Finish the current step and stop.
     Stop,
 }
@@ -41,15 +81,40 @@ pub enum WorkerEvent {
     Identity { peer_id: String },
     /// The backend chosen; `adapter` names the WebGPU adapter when there is one.
     Backend { backend: String, adapter: Option<String> },
+    /// Both backends were measured on the same short window (`auto` with a WebGPU adapter);
+    /// the faster one trains from now on.
+    Calibrated { cpu_examples_per_sec: f64, webgpu_examples_per_sec: f64, chosen: String },
+    /// How the worker reaches the network now: `path` is `websocket` (a libp2p connection) or
+    /// `http-fallback`; `peers` come from the swarm's connection events; `detail` says why
+    /// there is no peer connection; `connect_ms` is the last dial's set-up time.
+    Link { path: String, peers: Vec<LinkPeer>, detail: Option<String>, connect_ms: Option<f64> },
+    /// A blob arrived (`checkpoint` or `slice`): its size, how long the fetch took and over
+    /// which path (`websocket` or `http`).
+    Fetched { what: String, bytes: u64, ms: f64, via: String },
+    /// A new head is known: `via` is `gossip`, `rpc` or `http`; `latency_ms` is from its
+    /// promotion to now.
+    HeadReceived { round: u64, via: String, latency_ms: f64 },
+    /// What IndexedDB held at start: an undelivered update and earlier accepted updates.
+    Restored { pending: Option<PendingUpdate>, history: u32 },
+    /// A trained update is stored and awaits delivery (None: nothing is pending any more).
+    Pending { update: Option<PendingUpdate> },
     /// What the worker is doing now ("fetching checkpoint", "training 12/32", …).
     Phase { round: u64, text: String },
     /// A training window finished.
     WindowTrained { round: u64, loss: f32, examples: u32, seconds: f64, examples_per_sec: f64 },
-    /// The edge accepted the update into the open round.
-    UpdateAccepted { round: u64, update_id: String },
+    /// The update was accepted: by the edge into the open round (`via` `http-fallback`), or
+    /// merged into the round's head after a gossip announcement (`via` `websocket`).
+    UpdateAccepted { round: u64, update_id: String, via: String },
     /// The update was refused, with the reason.
     UpdateRejected { round: u64, reason: String },
     /// Something went wrong; the worker retries after a pause unless stopped.
     Error { message: String },
     Stopped,
+}
+
+/// An update trained and signed but not yet accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    pub round: u64,
+    pub update_id: String,
 }

@@ -21,20 +21,60 @@ fn has_webgpu() -> bool {
     js_sys::Reflect::get(&navigator, &"gpu".into()).map(|gpu| !gpu.is_undefined() && !gpu.is_null()).unwrap_or(false)
 }
 
-/// Picks the backend for `choice`. `Auto` uses WebGPU when an adapter comes up, else the CPU;
-/// `WebGpu` fails rather than silently training elsewhere.
-pub async fn select(choice: BackendChoice) -> Result<Backend, String> {
-    let cpu = || Backend { device: Device::flex(), name: "cpu", adapter: None };
+/// What [`select`] decided.
+pub enum Selection {
+    /// Train here.
+    Fixed(Backend),
+    /// An adapter exists and nothing was forced: measure both on the first lease and keep the
+    /// faster ([`calibrate`]). A software adapter (SwiftShader) is far slower than the CPU.
+    Measure { cpu: Backend, webgpu: Backend },
+}
+
+fn cpu() -> Backend {
+    Backend { device: Device::flex(), name: "cpu", adapter: None }
+}
+
+/// Picks the backend for `choice`. `WebGpu` fails rather than silently training elsewhere.
+pub async fn select(choice: BackendChoice) -> Result<Selection, String> {
     match choice {
-        BackendChoice::Cpu => Ok(cpu()),
-        BackendChoice::WebGpu => webgpu().await,
+        BackendChoice::Cpu => Ok(Selection::Fixed(cpu())),
+        BackendChoice::WebGpu => webgpu().await.map(Selection::Fixed),
         BackendChoice::Auto => {
             if !has_webgpu() {
-                return Ok(cpu());
+                return Ok(Selection::Fixed(cpu()));
             }
-            Ok(webgpu().await.unwrap_or_else(|_| cpu()))
+            Ok(match webgpu().await {
+                Ok(webgpu) => Selection::Measure { cpu: cpu(), webgpu },
+                Err(_) => Selection::Fixed(cpu()),
+            })
         }
     }
+}
+
+/// Steps of a calibration window; the first is not timed (WebGPU compiles its shaders there).
+const CALIBRATION_STEPS: u32 = 4;
+
+/// Examples per second of `backend` on a short window over the lease's own data, from the end of
+/// the first step to the end of the window (which reads the delta back, so queued GPU work
+/// counts).
+pub async fn calibrate(
+    backend: &Backend,
+    spec: &protocol::experiment::ModelSpec,
+    base: &[f32],
+    examples: &workload::data::Examples,
+    batch_size: u32,
+) -> Result<f64, String> {
+    let config = workload::WindowConfig { batch_size, local_steps: CALIBRATION_STEPS, learning_rate: 1e-3 };
+    let first_step_done = std::cell::Cell::new(0.0);
+    workload::train_window(&backend.device, spec, base, examples, config, |step| {
+        if step == 1 {
+            first_step_done.set(js_sys::Date::now());
+        }
+    })
+    .await
+    .map_err(|e| format!("calibrating {}: {e}", backend.name))?;
+    let seconds = ((js_sys::Date::now() - first_step_done.get()) / 1000.0).max(1e-6);
+    Ok(f64::from((CALIBRATION_STEPS - 1) * batch_size) / seconds)
 }
 
 async fn webgpu() -> Result<Backend, String> {

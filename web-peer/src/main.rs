@@ -1,8 +1,9 @@
 //! bonfire's browser trainer, built by Trunk as the Web Worker `web-peer` (loaded through
 //! `/web-peer_loader.js`). The page sends [`protocol::worker::WorkerCommand`]s as JSON strings
 //! and receives [`protocol::worker::WorkerEvent`]s the same way; all training happens here, off
-//! the page's thread. Modules: [`edge`] (the HTTP client), [`backend`] (WebGPU or CPU),
-//! [`contribute`] (the lease → train → submit loop).
+//! the page's thread. Modules: [`peer`] (the worker's libp2p node), [`edge`] (the HTTP client:
+//! bootstrap and fallback), [`backend`] (WebGPU or CPU, measured), [`store`] (IndexedDB),
+//! [`contribute`] (the lease → train → deliver loop).
 
 #[cfg(target_arch = "wasm32")]
 mod backend;
@@ -10,6 +11,10 @@ mod backend;
 mod contribute;
 #[cfg(target_arch = "wasm32")]
 mod edge;
+#[cfg(target_arch = "wasm32")]
+mod peer;
+#[cfg(target_arch = "wasm32")]
+mod store;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -40,14 +40,14 @@ pub fn install() {
             return;
         };
         match serde_json::from_str::<WorkerCommand>(&text) {
-            Ok(WorkerCommand::Start { edge_url, experiment, backend, secret_key }) => {
+            Ok(WorkerCommand::Start { edge_url, experiment, backend, transport, secret_key }) => {
                 stop.set(false);
                 if running.replace(true) {
                     return;
                 }
                 let (outbox, running, stop) = (outbox.clone(), running.clone(), stop.clone());
                 wasm_bindgen_futures::spawn_local(async move {
-                    let options = contribute::Options { edge_url, experiment, backend, secret_key };
+                    let options = contribute::Options { edge_url, experiment, backend, transport, secret_key };
                     contribute::run(options, outbox.clone(), stop).await;
                     running.set(false);
                     outbox.send(WorkerEvent::Stopped);

@@ -5,7 +5,7 @@
 use dioxus::prelude::*;
 use gloo_timers::future::TimeoutFuture;
 use protocol::api::HeadInfo;
-use protocol::worker::{BackendChoice, WorkerCommand};
+use protocol::worker::{BackendChoice, TransportChoice, WorkerCommand};
 
 use crate::api::{self, ExperimentPicker};
 use crate::browser;
@@ -25,6 +25,7 @@ struct Request {
     /// Set when `?backend=` held something unknown.
     backend_note: Option<String>,
     experiment: Option<String>,
+    transport: TransportChoice,
 }
 
 impl Request {
@@ -39,6 +40,7 @@ impl Request {
             backend: parsed.flatten().unwrap_or(BackendChoice::Auto),
             backend_note,
             experiment: browser::query_param("experiment"),
+            transport: browser::query_param("transport").as_deref().and_then(TransportChoice::parse).unwrap_or_default(),
         }
     }
 }
@@ -96,6 +98,7 @@ pub fn Contribute() -> Element {
                     edge_url: browser::origin(),
                     experiment: request.experiment.clone(),
                     backend: request.backend,
+                    transport: request.transport,
                     secret_key: key.secret.clone(),
                 });
             }
@@ -123,6 +126,28 @@ pub fn Contribute() -> Element {
         None => (NONE.to_string(), NONE.to_string(), String::new()),
     };
     let experiment_line = request.experiment.clone().or_else(|| head_now.as_ref().map(|h| h.head.experiment.clone()));
+    let link_path = view.link_path.clone().unwrap_or_default();
+    let pending_id = view.pending.as_ref().map(|p| p.update_id.clone()).unwrap_or_default();
+    let pending_text = match &view.pending {
+        Some(p) => format!("round {}: {}", p.round, p.update_id.chars().take(8).collect::<String>()),
+        None => NONE.to_string(),
+    };
+    let (heard_round, heard_via, heard_latency) = match &view.head_heard {
+        Some((round, via, ms)) => (round.to_string(), via.clone(), format!("{ms:.0}")),
+        None => (String::new(), String::new(), String::new()),
+    };
+    let (fetch_bytes, fetch_ms, fetch_via, fetch_text) = match &view.last_fetch {
+        Some((bytes, ms, via)) => {
+            let mb = *bytes as f64 / 1e6;
+            let rate = mb / (ms / 1000.0).max(1e-6);
+            (bytes.to_string(), format!("{ms:.1}"), via.clone(), format!("{mb:.2} MB in {ms:.0} ms over {via} ({rate:.0} MB/s)"))
+        }
+        None => (String::new(), String::new(), String::new(), NONE.to_string()),
+    };
+    let (cal_cpu, cal_gpu, cal_chosen) = match &view.calibration {
+        Some((cpu, gpu, chosen)) => (format!("{cpu:.0}"), format!("{gpu:.0}"), chosen.clone()),
+        None => (String::new(), String::new(), String::new()),
+    };
 
     rsx! {
         section { class: "hero",
@@ -195,9 +220,52 @@ pub fn Contribute() -> Element {
                 "last rejection: "
                 span { id: "last-rejection", class: "bad", {view.last_rejection.clone().unwrap_or_else(|| NONE.to_string())} }
             }
+            p { class: "rejection",
+                "pending update: "
+                span { id: "pending", class: "mono", "data-update-id": "{pending_id}", "{pending_text}" }
+                " · accepted in earlier visits: "
+                span { id: "history", "data-count": "{view.history}", "{view.history}" }
+                " · last delivered via "
+                span { id: "last-via", {view.last_via.clone().unwrap_or_else(|| NONE.to_string())} }
+            }
+            if !cal_chosen.is_empty() {
+                p { id: "calibration", class: "rejection", "data-cpu": "{cal_cpu}", "data-webgpu": "{cal_gpu}", "data-chosen": "{cal_chosen}",
+                    "measured on this tab: CPU {cal_cpu} examples/s, WebGPU {cal_gpu} examples/s → training on {cal_chosen}"
+                }
+            }
             div { class: "spark-row",
                 span { class: "stat-label", "loss per window" }
                 Sparkline { id: "loss-sparkline", values: losses, label: "training loss" }
+            }
+        }
+
+        section { class: "panel",
+            h2 { "Network link" }
+            div { class: "stats",
+                Stat { label: "path",
+                    span { id: "link", "data-path": "{link_path}", if link_path.is_empty() { "{NONE}" } else { "{link_path}" } }
+                    if let Some(detail) = view.link_detail.clone() {
+                        div { class: "sub", "{detail}" }
+                    }
+                }
+                Stat { label: "connection set-up",
+                    span { id: "connect-ms", {view.connect_ms.map(|ms| format!("{ms:.0} ms")).unwrap_or_else(|| NONE.to_string())} }
+                }
+                Stat { label: "last checkpoint fetch",
+                    span { id: "checkpoint-fetch", "data-bytes": "{fetch_bytes}", "data-ms": "{fetch_ms}", "data-via": "{fetch_via}", "{fetch_text}" }
+                }
+                Stat { label: "newest head heard",
+                    span { id: "head-heard", "data-round": "{heard_round}", "data-via": "{heard_via}", "data-latency-ms": "{heard_latency}",
+                        if heard_round.is_empty() { "{NONE}" } else { "round {heard_round} by {heard_via}, {heard_latency} ms after promotion" }
+                    }
+                }
+            }
+            ul { id: "link-peers", class: "log",
+                for peer in view.link_peers.iter() {
+                    li { key: "{peer.peer_id}", class: "link-peer", "data-peer-id": "{peer.peer_id}", "data-transport": "{peer.transport}", "data-role": "{peer.role}",
+                        span { class: "text mono", "{peer.role} {peer.peer_id} over {peer.transport}" }
+                    }
+                }
             }
         }
 

@@ -303,7 +303,7 @@ fn PeersTable(snapshot: DashboardSnapshot) -> Element {
                     }
                     tbody {
                         for peer in snapshot.peers.iter() {
-                            tr { key: "{peer.peer_id}", class: "peer-row",
+                            tr { key: "{peer.peer_id}", class: "peer-row", "data-peer-id": "{peer.peer_id}", "data-transport": "{peer.transport}", "data-role": "{peer.role}",
                                 td { class: "mono", title: "{peer.peer_id}", "{short_peer(&peer.peer_id)}" }
                                 td { "{peer.role}" }
                                 td { "{peer.transport}" }

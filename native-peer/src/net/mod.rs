@@ -6,10 +6,8 @@
 //! carry [`Announcement`]s; request-response `/bonfire/rpc/1` (CBOR) carries [`Request`] /
 //! [`Response`] (experiment, head, lease, blob by id, head by round, attest).
 //!
-//! Transports: TCP and QUIC (v1), both with noise and yamux (QUIC brings its own encryption and
-//! multiplexing).
-
-mod wire;
+//! Transports: TCP and QUIC (v1) for native peers, WebSocket for browser workers; TCP and
+//! WebSocket with noise and yamux (QUIC brings its own encryption and multiplexing).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -20,10 +18,10 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtocol, Swarm};
-use protocol::Identity;
+use protocol::{wire, Identity};
 use tokio::sync::{mpsc, oneshot};
 
-pub use wire::{Announcement, Request, Response};
+pub use protocol::wire::{heads_topic, updates_topic, Announcement, Request, Response};
 
 /// The behaviours every native peer runs.
 #[derive(NetworkBehaviour)]
@@ -61,41 +59,36 @@ pub struct Client {
     commands: mpsc::Sender<Command>,
 }
 
-/// Topic names of an experiment.
-pub fn heads_topic(experiment: &str) -> String {
-    format!("bonfire/{experiment}/heads")
-}
-
-pub fn updates_topic(experiment: &str) -> String {
-    format!("bonfire/{experiment}/updates")
-}
-
 /// Builds the swarm for `identity` and spawns its event loop. `agent` names the role in
 /// identify (`bonfire/<version> <role>`), which the seed shows on its dashboard.
-pub fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Receiver<NetEvent>)> {
+pub async fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Receiver<NetEvent>)> {
     let agent = format!("bonfire/{} {role}", env!("CARGO_PKG_VERSION"));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
         .with_quic()
+        // The builder puts WebSocket after DNS; loopback and IP addresses never resolve.
+        .with_dns()?
+        .with_websocket(noise::Config::new, yamux::Config::default)
+        .await?
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .max_transmit_size(256 * 1024)
+                .heartbeat_interval(Duration::from_millis(wire::GOSSIP_HEARTBEAT_MS))
+                .max_transmit_size(wire::MAX_GOSSIP_BYTES)
                 .build()
                 .map_err(|e| anyhow!("gossipsub config: {e}"))?;
             let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
                 .map_err(|e| anyhow!("gossipsub: {e}"))?;
             let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(1024 * 1024)
-                .set_response_size_maximum(64 * 1024 * 1024);
+                .set_request_size_maximum(wire::MAX_REQUEST_BYTES)
+                .set_response_size_maximum(wire::MAX_RESPONSE_BYTES);
             let rpc = request_response::Behaviour::with_codec(
                 codec,
-                [(StreamProtocol::new("/bonfire/rpc/1"), ProtocolSupport::Full)],
+                [(StreamProtocol::new(wire::RPC_PROTOCOL), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(60)),
             );
             let identify = identify::Behaviour::new(
-                identify::Config::new("/bonfire/id/1".into(), key.public()).with_agent_version(agent.clone()),
+                identify::Config::new(wire::IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(agent.clone()),
             );
             Ok(Behaviour { gossipsub, rpc, identify, ping: ping::Behaviour::default() })
         })
@@ -340,10 +333,13 @@ pub fn serve_blob(store: &crate::store::BlobStore, id: &protocol::BlobId) -> Res
     }
 }
 
-/// `quic` for a QUIC address, `tcp` otherwise.
+/// `quic`, `websocket` or `tcp`: what a connection to `addr` runs over.
 fn transport_of(addr: &Multiaddr) -> &'static str {
-    if addr.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1)) {
+    use libp2p::multiaddr::Protocol;
+    if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
         "quic"
+    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+        "websocket"
     } else {
         "tcp"
     }
@@ -356,4 +352,18 @@ pub fn split_peer_addr(addr: &Multiaddr) -> Result<PeerId> {
             _ => None,
         })
         .with_context(|| format!("{addr} does not end in /p2p/<peer id>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transport_of;
+
+    #[test]
+    fn names_the_transport_of_each_address() {
+        let name = |addr: &str| transport_of(&addr.parse().expect("a multiaddr"));
+        assert_eq!(name("/ip4/127.0.0.1/tcp/4001"), "tcp");
+        assert_eq!(name("/ip4/127.0.0.1/udp/4001/quic-v1"), "quic");
+        assert_eq!(name("/ip4/127.0.0.1/tcp/4002/ws"), "websocket");
+        assert_eq!(name("/ip6/::1/tcp/4002/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"), "websocket");
+    }
 }

@@ -2,7 +2,8 @@
 //! and proposes their merge (the reducer's job), serves the edge, and is one validator of the
 //! experiment. A head is promoted only with a quorum of attestations: the seed's own and those
 //! of the other validators (`bonfire validator`), each of which re-checks the proposal itself.
-//! Native trainers reach the seed over libp2p; browsers over HTTP.
+//! Native trainers reach the seed over libp2p (TCP, QUIC); browser workers over libp2p too
+//! (WebSocket), with the edge's HTTP API as their bootstrap and fallback.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -40,6 +41,19 @@ use crate::{now_ms, Settings};
 /// The experiment `bonfire up` creates.
 pub const EXPERIMENT_ID: &str = "mnist-mlp";
 
+/// Where the seed listens for peers.
+pub struct Listen {
+    /// Native peers (TCP).
+    pub tcp: Multiaddr,
+    /// Native peers (QUIC), if any.
+    pub quic: Option<Multiaddr>,
+    /// Browser workers (WebSocket, e.g. `/ip4/127.0.0.1/tcp/0/ws`), if any.
+    pub websocket: Option<Multiaddr>,
+    /// Whether the edge's `POST /api/leases/{lease}/update` takes updates (the fallback for
+    /// tabs without a peer connection). Off, browsers must deliver over libp2p.
+    pub http_updates: bool,
+}
+
 /// Everything the seed's tasks and the edge share.
 pub struct Seed {
     identity: Identity,
@@ -49,6 +63,9 @@ pub struct Seed {
     events: broadcast::Sender<NetworkEvent>,
     peers: Mutex<HashMap<String, PeerSummary>>,
     listen_addrs: Mutex<Vec<String>>,
+    /// Addresses browsers dial (WebSocket), with `/p2p/<peer id>`.
+    browser_addrs: Vec<String>,
+    http_updates: bool,
     validation: Examples,
     device: Device,
     net: Client,
@@ -62,8 +79,7 @@ impl Seed {
         dir: &Path,
         bundle: &Bundle,
         settings: &Settings,
-        listen: Multiaddr,
-        listen_quic: Option<Multiaddr>,
+        listen: Listen,
     ) -> Result<Arc<Self>> {
         let identity = crate::store::load_or_create_identity(dir)?;
         let blobs = BlobStore::open(&dir.join("blobs"))?;
@@ -75,16 +91,18 @@ impl Seed {
             Some(bytes) => resume(&identity, &db, &blobs, bundle, &bytes)?,
             None => create(&identity, &db, &blobs, bundle, settings, &device, &validation).await?,
         };
-        let (net, net_events) = net::spawn(&identity, "seed+validator")?;
+        let (net, net_events) = net::spawn(&identity, "seed+validator").await?;
         let experiment = coordinator.manifest().id.clone();
         net.subscribe(net::updates_topic(&experiment)).await?;
         net.subscribe(net::heads_topic(&experiment)).await?;
-        let addr = net.listen(listen).await.context("listening for native peers")?;
-        let full = format!("{addr}/p2p/{}", identity.peer_id());
-        let mut listen_addrs = vec![full];
-        if let Some(quic) = listen_quic {
-            let addr = net.listen(quic).await.context("listening for native peers over QUIC")?;
-            listen_addrs.push(format!("{addr}/p2p/{}", identity.peer_id()));
+        let with_peer = |addr: Multiaddr| format!("{addr}/p2p/{}", identity.peer_id());
+        let mut listen_addrs = vec![with_peer(net.listen(listen.tcp).await.context("listening for native peers")?)];
+        if let Some(quic) = listen.quic {
+            listen_addrs.push(with_peer(net.listen(quic).await.context("listening for native peers over QUIC")?));
+        }
+        let mut browser_addrs = Vec::new();
+        if let Some(ws) = listen.websocket {
+            browser_addrs.push(with_peer(net.listen(ws).await.context("listening for browsers over WebSocket")?));
         }
         let (events, _) = broadcast::channel(256);
         let seed = Arc::new(Self {
@@ -95,6 +113,8 @@ impl Seed {
             events,
             peers: Mutex::new(HashMap::new()),
             listen_addrs: Mutex::new(listen_addrs),
+            browser_addrs,
+            http_updates: listen.http_updates,
             validation,
             device,
             net,
@@ -191,6 +211,35 @@ impl Seed {
         Ok(UpdateReceipt { update_id: submission.update.id(), round: coordinator.open_round(), pending_in_round: pending })
     }
 
+    /// The record bytes of a live lease's slice (served over HTTP and libp2p).
+    fn slice_records(&self, lease: &LeaseId) -> Result<Vec<u8>, EdgeError> {
+        let (slice, shard_blob, record_bytes) = {
+            let coordinator = self.coordinator();
+            let lease = coordinator
+                .lease(lease)
+                .ok_or_else(|| EdgeError::NotFound(format!("no lease {} in the open round", lease.short())))?;
+            let now = now_ms();
+            if !lease.body.is_live(now) {
+                return Err(EdgeError::Forbidden(format!(
+                    "lease {} expired {} s ago; request a new one",
+                    lease.id().short(),
+                    (now - lease.body.expires_at) / 1000
+                )));
+            }
+            let shard = coordinator.dataset().train_shard(lease.body.slice.shard).map_err(|e| EdgeError::Internal(e.to_string()))?;
+            (lease.body.slice, shard.blob, coordinator.dataset().layout.record_bytes)
+        };
+        let bytes = self
+            .blobs
+            .get(&shard_blob)
+            .map_err(|e| EdgeError::Internal(format!("{e:#}")))?
+            .ok_or_else(|| EdgeError::Internal(format!("shard {shard_blob} is missing from the store")))?;
+        let start = slice.first_record as usize * record_bytes as usize;
+        let end = start + slice.count as usize * record_bytes as usize;
+        let records = bytes.get(start..end).ok_or_else(|| EdgeError::Internal("shard shorter than its manifest".into()))?;
+        Ok(records.to_vec())
+    }
+
     /// Answers peers' requests and ingests gossiped updates.
     async fn handle_network(self: Arc<Self>, mut events: tokio::sync::mpsc::Receiver<NetEvent>) {
         while let Some(event) = events.recv().await {
@@ -245,6 +294,10 @@ impl Seed {
                 })
             }
             Request::Attest(_) => Err(EdgeError::Forbidden("the seed proposes; it is not asked to attest".into())),
+            Request::LeaseData(lease) => self.slice_records(&lease).map(|records| {
+                metrics::bytes_out("libp2p", records.len());
+                Response::Blob(records)
+            }),
         };
         result.unwrap_or_else(|e| Response::Error(e.to_string()))
     }
@@ -514,6 +567,7 @@ impl EdgeNode for Seed {
         NetworkInfo {
             peer_id: self.identity.peer_id().to_string(),
             listen_addrs: self.listen_addrs.lock().expect("lock").clone(),
+            browser_addrs: self.browser_addrs.clone(),
             experiments: vec![self.coordinator().manifest().id.clone()],
             version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -540,35 +594,17 @@ impl EdgeNode for Seed {
     }
 
     fn lease_data(&self, lease: &LeaseId) -> Result<Vec<u8>, EdgeError> {
-        let (slice, shard_blob, record_bytes) = {
-            let coordinator = self.coordinator();
-            let lease = coordinator
-                .lease(lease)
-                .ok_or_else(|| EdgeError::NotFound(format!("no lease {} in the open round", lease.short())))?;
-            let now = now_ms();
-            if !lease.body.is_live(now) {
-                return Err(EdgeError::Forbidden(format!(
-                    "lease {} expired {} s ago; request a new one",
-                    lease.id().short(),
-                    (now - lease.body.expires_at) / 1000
-                )));
-            }
-            let shard = coordinator.dataset().train_shard(lease.body.slice.shard).map_err(|e| EdgeError::Internal(e.to_string()))?;
-            (lease.body.slice, shard.blob, coordinator.dataset().layout.record_bytes)
-        };
-        let bytes = self
-            .blobs
-            .get(&shard_blob)
-            .map_err(|e| EdgeError::Internal(format!("{e:#}")))?
-            .ok_or_else(|| EdgeError::Internal(format!("shard {shard_blob} is missing from the store")))?;
-        let start = slice.first_record as usize * record_bytes as usize;
-        let end = start + slice.count as usize * record_bytes as usize;
-        let records = bytes.get(start..end).ok_or_else(|| EdgeError::Internal("shard shorter than its manifest".into()))?;
+        let records = self.slice_records(lease)?;
         metrics::bytes_out("http", records.len());
-        Ok(records.to_vec())
+        Ok(records)
     }
 
     fn submit_update(&self, lease: &LeaseId, submission: UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
+        if !self.http_updates {
+            return Err(EdgeError::Forbidden(
+                "this edge takes updates over libp2p only (started with --no-http-updates): announce the update on the experiment's updates topic".into(),
+            ));
+        }
         if &submission.update.body.lease != lease {
             return Err(EdgeError::BadRequest(format!(
                 "the update is for lease {}, but was posted to lease {}",

@@ -4,7 +4,7 @@
 // Writes OUT/summary.json (and OUT/bonfire.log, OUT/browser.log) and prints the summary.
 //
 //   node playwright/e2e.mjs --out DIR [--rounds 20] [--backend cpu|webgpu|auto] [--port 0]
-//                           [--python-trainers 0]
+//                           [--python-trainers 0] [--transport auto|http]
 //
 // Needs BONFIRE_BIN, BONFIRE_DIST, BONFIRE_DATASET (see lib/network.mjs); Python trainers run
 // `$BONFIRE_PYTHON -m bonfire_worker` (the NumPy workload).
@@ -25,6 +25,7 @@ const { values: opts } = parseArgs({
     backend: { type: 'string', default: 'cpu' },
     port: { type: 'string', default: '0' },
     'python-trainers': { type: 'string', default: '0' },
+    transport: { type: 'string', default: 'auto' },
   },
 });
 if (!opts.out) fail('--out DIR is required');
@@ -37,6 +38,7 @@ if (!Number.isInteger(pythonTrainers) || pythonTrainers < 0) {
 if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, not ${opts.rounds}`);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be a port number, not ${opts.port}`);
 if (!['cpu', 'webgpu', 'auto'].includes(opts.backend)) fail(`--backend must be cpu, webgpu or auto, not ${opts.backend}`);
+if (!['auto', 'http'].includes(opts.transport)) fail(`--transport must be auto or http, not ${opts.transport}`);
 const out = resolve(opts.out);
 
 function fail(message) {
@@ -48,6 +50,15 @@ function fail(message) {
 function firstNumber(text) {
   const m = /(\d[\d,]*(?:\.\d+)?|\.\d+)/.exec(text ?? '');
   return m ? Number(m[1].replace(/,/g, '')) : null;
+}
+
+/** Median and max time of the checkpoint fetches, with their size, path and throughput. */
+function summarizeFetches(samples) {
+  if (samples.length === 0) return null;
+  const ms = samples.map((f) => f.ms).sort((a, b) => a - b);
+  const median = ms[Math.floor(ms.length / 2)];
+  const { bytes, via } = samples.at(-1);
+  return { via, bytes, samples: ms.length, median_ms: median, max_ms: ms.at(-1), median_mb_per_s: Number((bytes / 1e3 / median).toFixed(2)) };
 }
 
 const secondsSince = (t) => Number(((performance.now() - t) / 1000).toFixed(2));
@@ -80,7 +91,7 @@ try {
   const page = await browser.newPage();
 
   const t0 = performance.now();
-  await page.goto(`${net.url}/?backend=${opts.backend}`, { timeout: 60_000 });
+  await page.goto(`${net.url}/?backend=${opts.backend}&transport=${opts.transport}`, { timeout: 60_000 });
   const contribute = page.locator('#contribute');
   await contribute.waitFor({ state: 'visible', timeout: 60_000 });
   await startFrameProbe(page);
@@ -95,6 +106,8 @@ try {
   let reached = false;
   // Head gossip latency (promotion → the tab knows), one sample per round heard by gossip.
   const gossipLatency = new Map();
+  // Checkpoint fetches (ms), one sample per round the tab trained in.
+  const fetches = new Map();
   const transports = new Set();
   try {
     await waitFor(
@@ -105,6 +118,7 @@ try {
           gossipLatency.set(state.headHeard.round, state.headHeard.latencyMs);
         }
         if (state.lastVia) transports.add(state.lastVia);
+        if (state.checkpointFetch && state.round) fetches.set(state.round, state.checkpointFetch);
         if (firstAccepted === null && state.accepted >= 1) {
           firstAccepted = secondsSince(t0);
           console.log(`first browser update accepted after ${firstAccepted} s`);
@@ -169,7 +183,7 @@ try {
     browser_transport: state.link ?? null,
     browser_update_paths: [...transports],
     browser_connect_ms: state.connectMs ?? null,
-    browser_checkpoint_fetch: state.checkpointFetch ?? null,
+    browser_checkpoint_fetch: summarizeFetches([...fetches.values()]),
     head_gossip_latency_ms: latencies.length
       ? { samples: latencies.length, median: latencies[Math.floor(latencies.length / 2)], max: latencies.at(-1) }
       : null,

@@ -43,6 +43,26 @@ enum Command {
     /// Print the peer id of the node whose key is in --data-dir (creating the key if missing),
     /// e.g. to name it with `--validator` when creating an experiment.
     Id(IdArgs),
+    /// Measure this machine's training window on the CPU (Flex) exactly as a browser tab
+    /// measures its backends (the same short window over real records, first step untimed);
+    /// prints JSON. `cargo xtask bench` sets it next to the browser's numbers.
+    BenchWindow(BenchWindowArgs),
+}
+
+#[derive(Args)]
+struct BenchWindowArgs {
+    /// The prepared dataset bundle; the window trains on the first records of its first shard.
+    #[arg(long, default_value = ".bonfire/dataset")]
+    dataset: PathBuf,
+    /// Records in the window's slice (a lease's worth).
+    #[arg(long, default_value_t = 500)]
+    records: usize,
+    /// Batch size of each step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: u32,
+    /// Measurements to take (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
 }
 
 #[derive(Args)]
@@ -184,11 +204,44 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::BenchWindow(args) => bench_window(args),
         Command::Id(args) => {
             println!("{}", store::load_or_create_identity(&args.data_dir)?.peer_id());
             Ok(())
         }
     }
+}
+
+fn bench_window(args: BenchWindowArgs) -> Result<()> {
+    use protocol::experiment::ModelSpec;
+    let bundle = dataset::bundle::Bundle::open(&args.dataset)
+        .with_context(|| format!("opening the dataset at {} (run `bonfire dataset prepare`)", args.dataset.display()))?;
+    let layout = &bundle.manifest.layout;
+    let shard = bundle.manifest.train.first().context("the dataset has no training shard")?;
+    let bytes = bundle.shard_bytes(&shard.blob)?;
+    let take = (args.records * layout.record_bytes as usize).min(bytes.len());
+    let examples = workload::data::Examples::decode(&bytes[..take], layout)?;
+    let spec = ModelSpec::Mlp { inputs: layout.features, hidden: 128, classes: layout.classes };
+    let params = workload::model::genesis_parameters(&spec, 42);
+    let device = burn::prelude::Device::flex();
+    let start = std::time::Instant::now();
+    let now_ms = || start.elapsed().as_secs_f64() * 1000.0;
+    let mut samples = Vec::with_capacity(args.repeats.max(1));
+    for _ in 0..args.repeats.max(1) {
+        let rate = futures::executor::block_on(workload::measure_window(&device, &spec, &params, &examples, args.batch_size, now_ms))?;
+        samples.push(rate);
+    }
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let report = serde_json::json!({
+        "backend": "native-flex",
+        "steps": workload::MEASURE_STEPS,
+        "batch_size": args.batch_size,
+        "examples_per_sec": sorted[sorted.len() / 2],
+        "samples": samples,
+    });
+    println!("{report}");
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

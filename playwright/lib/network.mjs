@@ -341,6 +341,7 @@ export async function pageState(page) {
     const text = (sel) => q(sel)?.textContent?.trim() ?? null;
     return {
       status: text('#status'),
+      round: text('#round'),
       backend: q('#backend')?.getAttribute('data-backend') ?? null,
       accepted: Number(q('#accepted')?.getAttribute('data-count') ?? NaN),
       rejected: Number(q('#rejected')?.getAttribute('data-count') ?? NaN),
@@ -361,7 +362,7 @@ export async function pageState(page) {
             via: q('#checkpoint-fetch').getAttribute('data-via'),
           }
         : null,
-      lastVia: text('#last-via'),
+      lastVia: text('#last-via') === '—' ? null : text('#last-via'),
       pending: q('#pending')?.getAttribute('data-update-id') || null,
       history: Number(q('#history')?.getAttribute('data-count') ?? NaN),
       headHeard: {

@@ -179,7 +179,8 @@ pub struct PeerSummary {
     pub peer_id: String,
     /// e.g. `validator`, `trainer`, `browser`.
     pub role: String,
-    /// e.g. `tcp`, `http`.
+    /// `tcp`, `quic` or `websocket` (from the libp2p connection), or `http-fallback` (a tab that last
+    /// reached the edge over HTTP).
     pub transport: String,
     pub last_seen: UnixMillis,
 }

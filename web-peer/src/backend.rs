@@ -51,12 +51,8 @@ pub async fn select(choice: BackendChoice) -> Result<Selection, String> {
     }
 }
 
-/// Steps of a calibration window; the first is not timed (WebGPU compiles its shaders there).
-const CALIBRATION_STEPS: u32 = 4;
-
-/// Examples per second of `backend` on a short window over the lease's own data, from the end of
-/// the first step to the end of the window (which reads the delta back, so queued GPU work
-/// counts).
+/// Examples per second of `backend` on a short window over the lease's own data
+/// ([`workload::measure_window`]).
 pub async fn calibrate(
     backend: &Backend,
     spec: &protocol::experiment::ModelSpec,
@@ -64,17 +60,9 @@ pub async fn calibrate(
     examples: &workload::data::Examples,
     batch_size: u32,
 ) -> Result<f64, String> {
-    let config = workload::WindowConfig { batch_size, local_steps: CALIBRATION_STEPS, learning_rate: 1e-3 };
-    let first_step_done = std::cell::Cell::new(0.0);
-    workload::train_window(&backend.device, spec, base, examples, config, |step| {
-        if step == 1 {
-            first_step_done.set(js_sys::Date::now());
-        }
-    })
-    .await
-    .map_err(|e| format!("calibrating {}: {e}", backend.name))?;
-    let seconds = ((js_sys::Date::now() - first_step_done.get()) / 1000.0).max(1e-6);
-    Ok(f64::from((CALIBRATION_STEPS - 1) * batch_size) / seconds)
+    workload::measure_window(&backend.device, spec, base, examples, batch_size, js_sys::Date::now)
+        .await
+        .map_err(|e| format!("measuring {}: {e}", backend.name))
 }
 
 async fn webgpu() -> Result<Backend, String> {

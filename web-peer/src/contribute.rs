@@ -390,15 +390,15 @@ impl Session {
             let announcement = Announcement::Update(Box::new(pending.submission.update.clone()));
             let topic = wire::updates_topic(&self.manifest_id());
             let transport = peer.transport;
-            match peer.announce(topic, &announcement, pending.submission.delta.clone()).await {
-                Ok(()) => {
-                    pending.announced_via = Some(transport.into());
-                    self.keep_pending(Some(pending.clone())).await;
-                    self.phase(pending.round, "update announced; waiting for the round's head");
-                    return Ok(true);
-                }
-                Err(e) => self.outbox.send(WorkerEvent::Error { message: format!("gossip failed ({e}); posting the update to the edge") }),
-            }
+            // With a peer connection the update goes by gossip only (HTTP is the fallback for
+            // tabs without one): a failed announcement is retried on the next pass.
+            peer.announce(topic, &announcement, pending.submission.delta.clone())
+                .await
+                .map_err(|e| format!("announcing the update failed ({e}); trying again"))?;
+            pending.announced_via = Some(transport.into());
+            self.keep_pending(Some(pending.clone())).await;
+            self.phase(pending.round, "update announced; waiting for the round's head");
+            return Ok(true);
         }
         self.phase(pending.round, "submitting the signed update over HTTP");
         match self.edge.submit(&pending.lease, &pending.submission).await {

@@ -14,7 +14,7 @@ pub mod model;
 pub mod train;
 
 pub use eval::evaluate;
-pub use train::{train_window, WindowConfig, WindowResult};
+pub use train::{measure_window, train_window, WindowConfig, WindowResult, MEASURE_STEPS};
 
 /// Why workload code cannot proceed.
 #[derive(Debug, thiserror::Error)]

@@ -79,3 +79,31 @@ pub async fn train_window(
         examples_processed: steps as u64 * batch as u64,
     })
 }
+
+/// Steps of a throughput measurement ([`measure_window`]); the first is not timed.
+pub const MEASURE_STEPS: u32 = 4;
+
+/// Examples per second of `device` on a short window over `examples` ([`MEASURE_STEPS`] steps
+/// of `batch_size`), timed from the end of the first step (WebGPU compiles its shaders there) to
+/// the end of the window, which reads the delta back, so queued GPU work counts. `now_ms` is the
+/// caller's clock (`Date.now()` in a browser, `Instant` natively): the browser's backend choice
+/// and `bonfire bench-window` measure the same way.
+pub async fn measure_window(
+    device: &Device,
+    spec: &ModelSpec,
+    base: &[f32],
+    examples: &Examples,
+    batch_size: u32,
+    now_ms: impl Fn() -> f64,
+) -> Result<f64, WorkloadError> {
+    let config = WindowConfig { batch_size, local_steps: MEASURE_STEPS, learning_rate: 1e-3 };
+    let first_step_done = std::cell::Cell::new(0.0);
+    train_window(device, spec, base, examples, config, |step| {
+        if step == 1 {
+            first_step_done.set(now_ms());
+        }
+    })
+    .await?;
+    let seconds = ((now_ms() - first_step_done.get()) / 1000.0).max(1e-6);
+    Ok(f64::from((MEASURE_STEPS - 1) * batch_size) / seconds)
+}

@@ -7,9 +7,9 @@
 //! | `cargo xtask build` | `setup`, then `cargo build -p bonfire` (dev profile) and `trunk build --release` (→ `dist/`) |
 //! | `cargo xtask up [--port 8080] [--trainers N] [--python-trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
 //! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), the Python package's tests (`pytest python/tests`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
-//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
+//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0] [--transport auto\|http]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
 //! | `cargo xtask drills --out DIR` | runs each fault drill in `native-peer/tests/drills.rs` on its own (a real local network each) and writes `DIR/drills.json`: `name`, `passed`, `observed` (what the drill measured) and `reason` when it failed |
-//! | `cargo xtask bench` | the benchmarks, `#[ignore]`d tests whose names contain `bench`: `cargo test -p bonfire-workload --release` (burn against plain Rust) and `cargo test -p bonfire --bin bonfire` (the NumPy worker through the bridge against burn; the dev profile optimises dependencies); each prints ratios against a baseline measured in the same run |
+//! | `cargo xtask bench` | the benchmarks, `#[ignore]`d tests whose names contain `bench`: `cargo test -p bonfire-workload --release` (burn against plain Rust) and `cargo test -p bonfire --bin bonfire` (the NumPy worker through the bridge against burn; the dev profile optimises dependencies), and `node playwright/bench.mjs` (after `build`: a headless tab's training window on WebGPU and on its CPU path against the same window run natively by `bonfire bench-window`); each prints ratios against a baseline measured in the same run |
 //!
 //! Environment:
 //! - `BONFIRE_CACHE` (default `$HOME/.cache/bonfire`): the cache root (`$CACHE` above).
@@ -87,6 +87,9 @@ enum Cmd {
         /// Trainers that train in a Python (NumPy) worker, next to the burn trainers.
         #[arg(long, default_value_t = 0)]
         python_trainers: u32,
+        /// How the tab reaches the network: `auto` (a libp2p peer over WebSocket) or `http`.
+        #[arg(long, value_enum, default_value_t = TabTransport::Auto)]
+        transport: TabTransport,
     },
     /// Run the benchmarks (`#[ignore]`d tests named `bench…` in bonfire-workload and bonfire).
     Bench,
@@ -117,6 +120,22 @@ impl Backend {
     }
 }
 
+/// How the e2e tab reaches the network (`?transport=`).
+#[derive(Clone, Copy, ValueEnum)]
+enum TabTransport {
+    Auto,
+    Http,
+}
+
+impl TabTransport {
+    fn as_str(self) -> &'static str {
+        match self {
+            TabTransport::Auto => "auto",
+            TabTransport::Http => "http",
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = Ctx::new().and_then(|ctx| {
@@ -126,8 +145,8 @@ fn main() -> ExitCode {
             Cmd::Build => ctx.build(&mut log),
             Cmd::Up { port, trainers, python_trainers } => ctx.up(&mut log, port, trainers, python_trainers),
             Cmd::Test => ctx.test(&mut log),
-            Cmd::E2e { out, rounds, backend, port, python_trainers } => {
-                ctx.e2e(&mut log, &out, rounds, backend, port, python_trainers)
+            Cmd::E2e { out, rounds, backend, port, python_trainers, transport } => {
+                ctx.e2e(&mut log, &out, rounds, backend, port, python_trainers, transport)
             }
             Cmd::Bench => ctx.bench(&mut log),
             Cmd::Drills { out } => ctx.drills(&mut log, &out),
@@ -504,7 +523,8 @@ impl Ctx {
 
     // ---- e2e ---------------------------------------------------------------------------------
 
-    fn e2e(&self, log: &mut Stages, out: &Path, rounds: u64, backend: Backend, port: u16, python_trainers: u32) -> Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn e2e(&self, log: &mut Stages, out: &Path, rounds: u64, backend: Backend, port: u16, python_trainers: u32, transport: TabTransport) -> Result<()> {
         let out = env::current_dir()?.join(out);
         self.build(log)?;
         let dataset = self.prepare_dataset(log)?;
@@ -516,7 +536,8 @@ impl Ctx {
                 .args(["--rounds", &rounds.to_string()])
                 .args(["--backend", backend.as_str()])
                 .args(["--port", &port.to_string()])
-                .args(["--python-trainers", &python_trainers.to_string()]);
+                .args(["--python-trainers", &python_trainers.to_string()])
+                .args(["--transport", transport.as_str()]);
             run(&mut c)
         })?;
         let path = out.join("summary.json");
@@ -557,7 +578,13 @@ impl Ctx {
                 "--test-threads=1",
             ]))
         })?;
-        log.stage("setup: python venv (python/)", || self.ensure_python())?;
+        self.build(log)?;
+        let dataset = self.prepare_dataset(log)?;
+        log.stage("bench (browser window vs native)", || {
+            let mut c = self.node_cmd(&dataset);
+            c.arg("playwright/bench.mjs");
+            run(&mut c)
+        })?;
         log.stage("bench (bonfire: python bridge)", || {
             run(self.cmd("cargo").args([
                 "test",

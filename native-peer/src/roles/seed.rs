@@ -588,7 +588,7 @@ impl EdgeNode for Seed {
     fn grant_lease(&self, experiment: &str, request: LeaseRequest) -> Result<LeaseGrant, EdgeError> {
         let grant = self.grant(experiment, &request)?;
         if request.runtime == Runtime::Browser {
-            self.touch_peer(&grant.lease.body.holder, "browser", "http");
+            self.touch_peer(&grant.lease.body.holder, "browser", "http-fallback");
         }
         Ok(grant)
     }
@@ -614,7 +614,7 @@ impl EdgeNode for Seed {
         }
         metrics::bytes_in("http", submission.delta.len());
         let receipt = self.ingest(&submission)?;
-        self.touch_peer(&submission.update.body.holder, submission.update.body.runtime.label(), "http");
+        self.touch_peer(&submission.update.body.holder, submission.update.body.runtime.label(), "http-fallback");
         Ok(receipt)
     }
 

@@ -151,6 +151,11 @@ try {
     byRound.reduce((n, h) => n + (h.contributors ?? []).filter((c) => c.runtime === runtime).length, 0);
   const newest = byRound.at(-1);
   const experiment = await getJson(`${net.url}/api/experiments/${EXPERIMENT}`).catch(() => null);
+  // The seed's verdicts on the reducer's proposals (its own aggregate against the reducer's).
+  const metricsText = await fetch(`${net.url}/metrics`).then((r) => r.text()).catch(() => '');
+  const reductions = Object.fromEntries(
+    [...metricsText.matchAll(/^bonfire_reductions_total\{verdict="([^"]+)"\} (\S+)$/gm)].map((m) => [m[1], Number(m[2])]),
+  );
   const frames = await frameStats(page).catch(() => null);
   const latencies = [...gossipLatency.values()].sort((a, b) => a - b);
   await browser.close();
@@ -168,6 +173,7 @@ try {
     heads_promoted: heads_report.heads ?? null,
     heads_with_valid_certificate: heads_report.heads_with_valid_certificate ?? null,
     heads_problems: heads_report.problems ?? null,
+    reducer_proposals_by_verdict: reductions,
     python_updates_accepted: count('native-python'),
     initial_val_accuracy: heads.get(0)?.metrics?.val_accuracy ?? null,
     final_val_accuracy: newest?.metrics?.val_accuracy ?? null,

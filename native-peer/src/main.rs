@@ -1,6 +1,6 @@
 //! `bonfire`: the native peer. `bonfire up` starts a whole local network (seed + edge, and
-//! validators and trainers as child processes); `bonfire trainer` and `bonfire validator` join
-//! an existing one; `bonfire dataset prepare` turns real MNIST digits into a shard bundle.
+//! validators, a reducer and trainers as child processes); `bonfire trainer`, `bonfire
+//! validator` and `bonfire reducer` join an existing one; `bonfire dataset prepare` turns real MNIST digits into a shard bundle.
 //! `bonfire --help` explains every flag.
 
 mod dataset;
@@ -32,11 +32,18 @@ enum Command {
     /// Start a local network: a seed that serves the edge (web app + API) and validates, plus
     /// native trainers, all talking libp2p over loopback. Resumes from --data-dir.
     Up(up::UpArgs),
+    /// Run the seed alone: issue leases, coordinate rounds, validate, and serve the edge (web
+    /// app + API). Validators, reducers and trainers join it with --bootstrap. Resumes from
+    /// --data-dir.
+    Seed(up::SeedOnlyArgs),
     /// Join a running network as a native trainer.
     Trainer(up::TrainerArgs),
     /// Join a running network as one of its experiment's validators: re-check each proposed
     /// merge and sign an attestation (a head needs a quorum of them).
     Validator(up::ValidatorArgs),
+    /// Join a running network as a reducer: collect each round's deltas, aggregate the closed
+    /// round's inputs and propose the result (validators check it against their own).
+    Reducer(up::ReducerArgs),
     /// Inspect promoted heads.
     #[command(subcommand)]
     Heads(HeadsCommand),
@@ -150,6 +157,10 @@ pub struct Settings {
     /// Attestations a head needs (default: every validator).
     #[arg(long)]
     pub quorum: Option<u32>,
+    /// Milliseconds a closing round waits for the reducers' proposals; a reducer that has not
+    /// answered by then is counted as missing and the seed's own aggregate is proposed.
+    #[arg(long, default_value_t = 5000)]
+    pub reduce_timeout_ms: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -194,8 +205,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dataset(DatasetCommand::Prepare(args)) => prepare(args),
         Command::Up(args) => runtime()?.block_on(up::up(args)),
+        Command::Seed(args) => runtime()?.block_on(up::seed(args)),
         Command::Trainer(args) => runtime()?.block_on(up::trainer(args)),
         Command::Validator(args) => runtime()?.block_on(up::validator(args)),
+        Command::Reducer(args) => runtime()?.block_on(up::reducer(args)),
         Command::Heads(HeadsCommand::Verify { data_dir }) => {
             let report = verify::verify_heads(&data_dir)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -62,6 +62,20 @@ impl BlobStore {
         }
     }
 
+    /// `len` bytes of a blob from `offset`, if the blob is present; an error if it is shorter.
+    pub fn get_range(&self, id: &BlobId, offset: u64, len: u32) -> Result<Option<Vec<u8>>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match std::fs::File::open(self.path(id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("opening blob {id}")),
+        };
+        let mut bytes = vec![0; len as usize];
+        file.seek(SeekFrom::Start(offset)).with_context(|| format!("seeking in blob {id}"))?;
+        file.read_exact(&mut bytes).with_context(|| format!("blob {id} has no {len} bytes at offset {offset}"))?;
+        Ok(Some(bytes))
+    }
+
     /// Whether the blob is present.
     pub fn has(&self, id: &BlobId) -> bool {
         self.path(id).exists()

@@ -1,6 +1,7 @@
-//! `bonfire up`, `bonfire trainer` and `bonfire validator`: wiring roles, the edge and the
-//! data directory together. `bonfire up` runs the seed (and edge) itself and starts every other
-//! role as a child process of the same binary, each with its own data directory and key.
+//! `bonfire up`, `bonfire seed`, `bonfire trainer`, `bonfire validator` and `bonfire reducer`:
+//! wiring roles, the edge and the data directory together. `bonfire up` runs the seed (and edge)
+//! itself and starts every other role as a child process of the same binary, each with its own
+//! data directory and key; `bonfire seed` runs the seed alone, for the others to join.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use clap::{Args, ValueEnum};
 use libp2p::Multiaddr;
 
 use crate::dataset::bundle::Bundle;
+use crate::roles::reducer::{Misbehaviour, Reducer};
 use crate::roles::seed::{Listen, Seed, EXPERIMENT_ID};
 use crate::roles::trainer::Trainer;
 use crate::roles::validator::Validator;
@@ -19,11 +21,9 @@ use crate::workloads::python::DEFAULT_ENTRY;
 use crate::workloads::{PythonSettings, WorkloadKind};
 use crate::Settings;
 
+/// What the seed (and its edge) takes, in `bonfire up` and `bonfire seed` alike.
 #[derive(Args)]
-pub struct UpArgs {
-    /// Where heads, blobs, leases and keys persist (one sub-directory per node).
-    #[arg(long, default_value = ".bonfire/node")]
-    data_dir: PathBuf,
+pub struct SeedArgs {
     /// The prepared dataset bundle (see `bonfire dataset prepare`).
     #[arg(long, default_value = ".bonfire/dataset")]
     dataset: PathBuf,
@@ -46,20 +46,42 @@ pub struct UpArgs {
     /// Refuse updates on the edge's HTTP route: browsers must announce them over libp2p.
     #[arg(long)]
     no_http_updates: bool,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Where heads, blobs, leases and keys persist (one sub-directory per node).
+    #[arg(long, default_value = ".bonfire/node")]
+    data_dir: PathBuf,
     /// Native (burn) trainers to start alongside the seed.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     trainers: usize,
     /// Validators of a new experiment, the seed included; each other one runs as its own
     /// process (`bonfire validator`). Heads need all of them unless --quorum says otherwise.
     #[arg(long, default_value_t = 2)]
     validators: usize,
+    /// Reducers to start (`bonfire reducer`): each aggregates every closed round and proposes
+    /// it; the seed and the validators check the proposal against their own aggregate.
+    #[arg(long, default_value_t = 1)]
+    reducers: usize,
     /// Trainers whose training runs in a Python worker (see the --python flags).
     #[arg(long, default_value_t = 0)]
     python_trainers: usize,
     #[command(flatten)]
     python: PythonArgs,
     #[command(flatten)]
-    settings: Settings,
+    seed: SeedArgs,
+}
+
+#[derive(Args)]
+pub struct SeedOnlyArgs {
+    /// Where the seed keeps its key, the experiment, heads, leases and blobs.
+    #[arg(long, default_value = ".bonfire/seed")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    seed: SeedArgs,
 }
 
 /// Which implementation trains.
@@ -127,7 +149,8 @@ pub struct JoinArgs {
     /// Experiment to join (a validator's peer id must be in its validator set: see `bonfire id`).
     #[arg(long, default_value = EXPERIMENT_ID)]
     experiment: String,
-    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port, logged).
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port; the URL is
+    /// logged and written to <data-dir>/metrics.url).
     #[arg(long)]
     metrics: Option<SocketAddr>,
     /// Exit when stdin closes (set by `bonfire up` for its children, so none outlives it).
@@ -143,7 +166,12 @@ impl JoinArgs {
         }
         if let Some(addr) = self.metrics {
             let bound = crate::metrics::serve(addr).await?;
-            tracing::info!("{name}: Prometheus metrics at http://{bound}/metrics");
+            let url = format!("http://{bound}/metrics");
+            tracing::info!("{name}: Prometheus metrics at {url}");
+            // Where scrapers (and the drills) find a port that was picked at random.
+            std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+            let file = self.data_dir.join("metrics.url");
+            std::fs::write(&file, &url).with_context(|| format!("writing {}", file.display()))?;
         }
         Ok(())
     }
@@ -172,29 +200,34 @@ pub struct ValidatorArgs {
     name: String,
 }
 
+#[derive(Args)]
+pub struct ReducerArgs {
+    #[command(flatten)]
+    join: JoinArgs,
+    /// Name used in logs.
+    #[arg(long, default_value = "reducer")]
+    name: String,
+    /// Fail on purpose, for the fault drills (`cargo xtask drills`).
+    #[arg(long, value_enum, hide = true)]
+    misbehave: Option<Misbehaviour>,
+}
+
 pub async fn up(mut args: UpArgs) -> Result<()> {
-    let bundle = Bundle::open(&args.dataset)
-        .with_context(|| format!("opening the dataset at {} (run `bonfire dataset prepare --out {0}`)", args.dataset.display()))?;
     // The other validators' keys are made first: a new experiment's manifest names them.
     let validators: Vec<(String, PathBuf)> =
         (2..=args.validators).map(|k| (format!("validator-{k}"), args.data_dir.join(format!("validator-{k}")))).collect();
+    let extra = &mut args.seed.settings.extra_validators;
     for (_, dir) in &validators {
         let peer = crate::store::load_or_create_identity(dir)?.peer_id().to_string();
-        if !args.settings.extra_validators.contains(&peer) {
-            args.settings.extra_validators.push(peer);
+        if !extra.contains(&peer) {
+            extra.push(peer);
         }
     }
-    let listen = Listen {
-        tcp: args.listen.clone(),
-        quic: optional_addr("--listen-quic", &args.listen_quic)?,
-        websocket: optional_addr("--listen-ws", &args.listen_ws)?,
-        http_updates: !args.no_http_updates,
-    };
-    let seed = Seed::start(&args.data_dir.join("seed"), &bundle, &args.settings, listen).await?;
+    let seed = start_seed(&args.data_dir.join("seed"), &args.seed).await?;
     let bootstrap = seed.bootstrap_addr()?;
     // A resumed experiment keeps the validator set it was created with.
     let manifest = edge::EdgeNode::experiment(seed.as_ref(), EXPERIMENT_ID).map_err(|e| anyhow::anyhow!("{e}"))?.manifest.body;
-    let started: Vec<String> = std::iter::once(seed_peer(&bootstrap)).chain(args.settings.extra_validators.iter().cloned()).collect();
+    let started: Vec<String> = std::iter::once(seed_peer(&bootstrap)).chain(args.seed.settings.extra_validators.iter().cloned()).collect();
     for missing in manifest.validators.iter().filter(|v| !started.contains(v)) {
         tracing::warn!(
             "validator {missing} of this experiment is not started here (quorum {} of {}): start it, or heads stall",
@@ -209,6 +242,10 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
     for (name, dir) in &validators {
         children.spawn(name, "validator", dir, &validator_bootstrap, &[])?;
     }
+    for i in 0..args.reducers {
+        let name = format!("reducer-{}", i + 1);
+        children.spawn(&name, "reducer", &args.data_dir.join(&name), &bootstrap, &[])?;
+    }
     for i in 0..args.trainers {
         let name = format!("trainer-{}", i + 1);
         children.spawn(&name, "trainer", &args.data_dir.join(&name), &bootstrap, &[])?;
@@ -217,6 +254,48 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
         let name = format!("python-trainer-{}", i + 1);
         children.spawn(&name, "trainer", &args.data_dir.join(&name), &bootstrap, &args.python.to_args())?;
     }
+    serve_edge(seed, &args.seed, &args.data_dir).await?;
+    drop(children);
+    Ok(())
+}
+
+/// `bonfire seed`: the seed and its edge alone. Every other role joins it from wherever it
+/// runs (`bonfire validator|reducer|trainer --bootstrap <address printed here>`).
+pub async fn seed(args: SeedOnlyArgs) -> Result<()> {
+    let seed = start_seed(&args.data_dir, &args.seed).await?;
+    let bootstrap = seed.bootstrap_addr()?;
+    let manifest = edge::EdgeNode::experiment(seed.as_ref(), EXPERIMENT_ID).map_err(|e| anyhow::anyhow!("{e}"))?.manifest.body;
+    let me = seed_peer(&bootstrap);
+    let others: Vec<&String> = manifest.validators.iter().filter(|v| **v != me).collect();
+    if !others.is_empty() {
+        println!(
+            "heads need {} of {} validators: start {} with `bonfire validator --bootstrap {}` (quic: {})",
+            manifest.quorum,
+            manifest.validators.len(),
+            others.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "),
+            bootstrap,
+            seed.quic_addr().map_or_else(|| "off".into(), |a| a.to_string())
+        );
+    }
+    serve_edge(seed, &args.seed, &args.data_dir).await
+}
+
+/// Opens (or creates) the seed in `dir` over the dataset bundle `args` names.
+async fn start_seed(dir: &std::path::Path, args: &SeedArgs) -> Result<Arc<Seed>> {
+    let bundle = Bundle::open(&args.dataset)
+        .with_context(|| format!("opening the dataset at {} (run `bonfire dataset prepare --out {0}`)", args.dataset.display()))?;
+    let listen = Listen {
+        tcp: args.listen.clone(),
+        quic: optional_addr("--listen-quic", &args.listen_quic)?,
+        websocket: optional_addr("--listen-ws", &args.listen_ws)?,
+        http_updates: !args.no_http_updates,
+    };
+    Seed::start(dir, &bundle, &args.settings, listen).await
+}
+
+/// Serves the edge (web app, /api, /metrics) until the seed finishes its rounds or ctrl-c.
+async fn serve_edge(seed: Arc<Seed>, args: &SeedArgs, data_dir: &std::path::Path) -> Result<()> {
+    let bootstrap = seed.bootstrap_addr()?;
     if let Some(dir) = &args.app_dir {
         if !dir.join("index.html").exists() {
             tracing::warn!("{} has no index.html: build the web app with `cargo xtask build`", dir.display());
@@ -234,9 +313,8 @@ pub async fn up(mut args: UpArgs) -> Result<()> {
     tokio::select! {
         result = server => result.context("the edge stopped")?,
         _ = seed.finished() => println!("stopped after {} rounds", args.settings.stop_after_rounds.unwrap_or_default()),
-        _ = tokio::signal::ctrl_c() => println!("interrupted; state is saved in {}", args.data_dir.display()),
+        _ = tokio::signal::ctrl_c() => println!("interrupted; state is saved in {}", data_dir.display()),
     }
-    drop(children);
     Ok(())
 }
 
@@ -312,6 +390,15 @@ pub async fn validator(args: ValidatorArgs) -> Result<()> {
     let _validator = Validator::start(&data_dir, &args.name, bootstrap, &experiment).await?;
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     println!("interrupted; state is saved in {}", data_dir.display());
+    Ok(())
+}
+
+pub async fn reducer(args: ReducerArgs) -> Result<()> {
+    args.join.prepare(&args.name).await?;
+    let JoinArgs { data_dir, bootstrap, experiment, .. } = args.join;
+    let _reducer = Reducer::start(&data_dir, &args.name, bootstrap, &experiment, args.misbehave).await?;
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    println!("interrupted");
     Ok(())
 }
 

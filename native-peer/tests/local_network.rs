@@ -198,5 +198,84 @@ fn every_role_serves_prometheus_metrics_that_follow_the_rounds() {
     assert!(value("bonfire_updates_accepted_total") >= 2.0 * 3.0 - 1.0, "{text}");
     assert!(value("bonfire_attestation_requests_total") >= 3.0, "{text}");
     assert!(value("bonfire_blob_bytes_in_total") > 0.0 && value("bonfire_blob_bytes_out_total") > 0.0, "{text}");
-    let _ = snapshot;
+
+    // The reducer `up` starts: it proposes every closed round, and the seed and the validator
+    // process each find its aggregate equal to their own.
+    let node = dir.path().join("node");
+    let reducer = metrics_url(&node.join("reducer-1"));
+    let validator = metrics_url(&node.join("validator-2"));
+    let round = snapshot.heads.first().unwrap().round;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let agreed = |url: &str| metric(url, "bonfire_reductions_total", "verdict=\"agreed\"");
+    while agreed(&format!("{}/metrics", net.base)) < 2.0 || agreed(&validator) < 2.0 {
+        assert!(Instant::now() < deadline, "the reducer's proposals were not agreed twice by the seed and the validator");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(metric(&reducer, "bonfire_reductions_made_total", "outcome=\"proposed\"") >= 2.0);
+    assert_eq!(metric(&format!("{}/metrics", net.base), "bonfire_reductions_total", "verdict=\"wrong\""), 0.0);
+    // The reducer holds the promoted checkpoints it proposed (it serves them by blob id).
+    let newest = wait_for_round(&net, round + 1);
+    let head = newest.heads.first().unwrap();
+    let full: HeadInfo = client().get(format!("{}/api/experiments/mnist-mlp/head", net.base)).send().unwrap().json().unwrap();
+    assert!(full.head.round >= head.round);
+    assert!(node.join("reducer-1/blobs").join(full.head.checkpoint.to_hex()).exists(), "the reducer proposed the promoted checkpoint");
+    assert!(newest.peers.iter().any(|p| p.role == "reducer"), "{:?}", newest.peers);
+}
+
+/// Every role as its own command, the way an operator spreads them over machines: `bonfire
+/// seed` names a second validator by peer id, then a validator, a reducer and two trainers join
+/// it by its address. Heads are promoted with both attestations and the reducer's proposals.
+#[test]
+fn separately_started_roles_form_a_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let validator_dir = dir.path().join("validator");
+    let id = Command::new(BIN).args(["id", "--data-dir"]).arg(&validator_dir).output().unwrap();
+    assert!(id.status.success());
+    let validator_id = String::from_utf8(id.stdout).unwrap().trim().to_string();
+
+    let mut child = Command::new(BIN)
+        .args(["seed", "--http", "127.0.0.1:0", "--validator", &validator_id, "--data-dir"])
+        .arg(dir.path().join("seed"))
+        .arg("--dataset")
+        .arg(&dataset)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut printed = Vec::new();
+    let base = loop {
+        let line = lines.next().expect("bonfire seed exited before the edge listened").unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("edge listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let net = Network { child, base };
+    assert!(printed.iter().any(|l| l.contains(&validator_id) && l.contains("bonfire validator --bootstrap")), "{printed:?}");
+
+    let info = network_info(&net);
+    let quic = info.listen_addrs.iter().find(|a| a.contains("/quic-v1/")).expect("a QUIC address");
+    let tcp = &info.listen_addrs[0];
+    let _roles = [
+        spawn_role("validator", &validator_dir, quic, "validator", &[]),
+        spawn_role("reducer", &dir.path().join("reducer"), tcp, "reducer", &[]),
+        spawn_role("trainer", &dir.path().join("trainer-a"), tcp, "trainer-a", &[]),
+        spawn_role("trainer", &dir.path().join("trainer-b"), tcp, "trainer-b", &[]),
+    ];
+    let snapshot = wait_for_round(&net, 4);
+    assert_eq!(snapshot.validators.len(), 2);
+    assert!(snapshot.validators.contains(&validator_id));
+    assert!(snapshot.heads.iter().filter(|h| h.round > 0).all(|h| h.attestations == 2), "{:?}", snapshot.heads);
+    let mut roles: Vec<&str> = snapshot.peers.iter().map(|p| p.role.as_str()).collect();
+    roles.sort();
+    assert_eq!(roles, ["reducer", "trainer", "trainer", "validator"], "{:?}", snapshot.peers);
+    let agreed = metric(&format!("{}/metrics", net.base), "bonfire_reductions_total", "verdict=\"agreed\"");
+    assert!(agreed >= 1.0, "the reducer's proposals were checked and agreed: {agreed}");
+    drop(net);
+    let (ok, report) = verify_heads(&dir.path().join("seed"));
+    assert!(ok, "{report:#}");
+    assert_eq!(report["heads"], report["heads_with_valid_certificate"], "{report:#}");
 }

@@ -80,6 +80,21 @@ pub enum CertificateError {
     NotTheGenesis,
 }
 
+impl CertificateError {
+    /// A short label for the reason (metrics, logs): `bad-signature`, `not-a-validator`,
+    /// `mismatch`, `no-quorum`, `bad-quorum`, `not-the-genesis`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            CertificateError::BadSignature { .. } => "bad-signature",
+            CertificateError::NotAValidator { .. } => "not-a-validator",
+            CertificateError::Mismatch { .. } => "mismatch",
+            CertificateError::NoQuorum { .. } => "no-quorum",
+            CertificateError::BadQuorum { .. } => "bad-quorum",
+            CertificateError::NotTheGenesis => "not-the-genesis",
+        }
+    }
+}
+
 impl Head {
     /// The head id: the hash of the whole head, certificate included.
     pub fn id(&self) -> HeadId {

@@ -4,7 +4,7 @@
 
 use crate::api::{ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest};
 use crate::head::{Attestation, Head};
-use crate::proposal::Proposal;
+use crate::proposal::{Proposal, ReduceRequest};
 use crate::update::Update;
 use crate::{BlobId, LeaseId, Signed};
 use serde::{Deserialize, Serialize};
@@ -40,10 +40,35 @@ pub enum Request {
     Blob(BlobId),
     /// The promoted head of `round` (validators catching up after a restart).
     HeadAt { experiment: String, round: u64 },
-    /// A reducer asks a validator to check a proposal and attest to it.
-    Attest(Box<Signed<Proposal>>),
+    /// The round's coordinator asks a validator to check a proposal and attest to it.
+    Attest(Box<AttestRequest>),
     /// The record bytes of a live lease's slice (browsers, which keep no shards).
     LeaseData(LeaseId),
+    /// The round's coordinator asks a reducer to aggregate a closed round's inputs; the answer
+    /// is a [`Response::Proposal`] signed by the reducer.
+    Reduce(Box<ReduceRequest>),
+    /// The seed's peer directory: who is connected, in which role, at which addresses.
+    Peers,
+    /// `len` bytes of a blob from `offset` (a chunk of a shard being synced). Answered with
+    /// [`Response::Blob`]; the asker checks the bytes against the chunk hashes it knows.
+    BlobRange { blob: BlobId, offset: u64, len: u32 },
+}
+
+/// One peer in the seed's directory, with the listen addresses it reported (identify).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    pub peer_id: String,
+    pub role: String,
+    pub addrs: Vec<String>,
+}
+
+/// A proposal to attest to, with the reducer's proposal for the same inputs when one came.
+/// The validator checks the proposal; it also compares the reducer's checkpoint with its own
+/// aggregate (a wrong one is counted and logged) and fetches deltas from the reducer first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttestRequest {
+    pub proposal: Signed<Proposal>,
+    pub reduction: Option<Signed<Proposal>>,
 }
 
 /// Request-response answers.
@@ -53,6 +78,9 @@ pub enum Response {
     Head(Box<HeadInfo>),
     Lease(Box<LeaseGrant>),
     Attestation(Box<Signed<Attestation>>),
+    /// A reducer's aggregate of the inputs it was sent.
+    Proposal(Box<Signed<Proposal>>),
+    Peers(Vec<DirectoryEntry>),
     #[serde(with = "serde_bytes_vec")]
     Blob(Vec<u8>),
     Error(String),

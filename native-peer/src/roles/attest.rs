@@ -7,8 +7,10 @@ use burn::prelude::Device;
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::{ExperimentManifest, ModelSpec};
 use protocol::head::{inputs_root, Attestation, Contribution, Metrics};
-use protocol::proposal::Proposal;
-use protocol::{merge, BlobId};
+use protocol::proposal::{Proposal, ProposalInput, ReduceRequest};
+use protocol::{merge, BlobId, Signed};
+
+use crate::metrics;
 use workload::data::Examples;
 
 /// A proposal that checked out: the recomputed parameters and what the attestation says.
@@ -26,6 +28,31 @@ pub fn aggregate(manifest: &ExperimentManifest, base: &[f32], deltas: &[(Vec<f32
     Ok(merge::apply_delta(base, &mean, manifest.merge.outer_learning_rate)?)
 }
 
+/// Screens a round's deltas (given as bytes, in input order) on their real tensors: each must
+/// hash to the id its update announced, have the model's size, be finite and stay under the
+/// norm limit. Returns each decoded delta with its lease's weight.
+pub fn screen_deltas(
+    manifest: &ExperimentManifest,
+    inputs: &[ProposalInput],
+    contributions: &[Contribution],
+    delta_bytes: &[Vec<u8>],
+) -> Result<Vec<(Vec<f32>, u32)>, String> {
+    if delta_bytes.len() != inputs.len() {
+        return Err(format!("{} deltas for {} inputs", delta_bytes.len(), inputs.len()));
+    }
+    let mut deltas = Vec::with_capacity(delta_bytes.len());
+    for (i, ((input, bytes), contribution)) in inputs.iter().zip(delta_bytes).zip(contributions).enumerate() {
+        let announced = input.update.body.delta;
+        if BlobId::of(bytes) != announced {
+            return Err(format!("input {i}: delta bytes do not hash to {}", announced.short()));
+        }
+        let delta = merge::decode_f32le(bytes, manifest.model.parameter_count()).map_err(|e| format!("input {i}: delta shape: {e}"))?;
+        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| format!("input {i}: delta screening: {e}"))?;
+        deltas.push((delta, contribution.examples));
+    }
+    Ok(deltas)
+}
+
 /// Checks `proposal` on top of `base` (the parameters of its base head), given the delta bytes
 /// of its inputs in order. The error is the reason the proposal is refused.
 pub async fn check(
@@ -38,19 +65,7 @@ pub async fn check(
     validation: &Examples,
 ) -> Result<Checked, String> {
     let contributions = proposal.check_inputs(manifest, dataset)?;
-    if delta_bytes.len() != proposal.inputs.len() {
-        return Err(format!("{} deltas for {} inputs", delta_bytes.len(), proposal.inputs.len()));
-    }
-    let mut deltas = Vec::with_capacity(delta_bytes.len());
-    for (i, (input, bytes)) in proposal.inputs.iter().zip(delta_bytes).enumerate() {
-        let announced = input.update.body.delta;
-        if BlobId::of(bytes) != announced {
-            return Err(format!("input {i}: delta bytes do not hash to {}", announced.short()));
-        }
-        let delta = merge::decode_f32le(bytes, manifest.model.parameter_count()).map_err(|e| format!("input {i}: delta shape: {e}"))?;
-        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| format!("input {i}: delta screening: {e}"))?;
-        deltas.push((delta, contributions[i].examples));
-    }
+    let deltas = screen_deltas(manifest, &proposal.inputs, &contributions, delta_bytes)?;
     let params = aggregate(manifest, base, &deltas).map_err(|e| format!("aggregating: {e:#}"))?;
     let checkpoint = BlobId::of(&merge::encode_f32le(&params));
     if checkpoint != proposal.checkpoint {
@@ -70,6 +85,30 @@ pub async fn check(
         metrics,
     };
     Ok(Checked { params, contributions, attestation })
+}
+
+/// What a reducer's proposal is worth next to our own aggregate `ours` of `request`'s inputs:
+/// `agreed`, `wrong` (another checkpoint), `other-inputs` (not an answer to this round's
+/// inputs) or `bad-signature`. Recorded in `bonfire_reductions_total` by whoever checks it.
+pub fn reduction_verdict(request: &ReduceRequest, ours: BlobId, reduction: &Signed<Proposal>) -> &'static str {
+    if reduction.verify().is_err() {
+        "bad-signature"
+    } else if !request.is_answered_by(&reduction.body) {
+        "other-inputs"
+    } else if reduction.body.checkpoint != ours {
+        "wrong"
+    } else {
+        "agreed"
+    }
+}
+
+/// Counts a reducer's proposal by verdict, and logs one that is not right.
+pub fn record_reduction(who: &str, round: u64, reducer: &str, verdict: &str) {
+    metrics::inc("bonfire_reductions_total", "Reducers' proposals checked against our own aggregate, by verdict", &[("verdict", verdict)]);
+    match verdict {
+        "agreed" => tracing::debug!("{who}: reducer {reducer}'s proposal for round {round} agrees with ours"),
+        _ => tracing::warn!("{who}: reducer {reducer}'s proposal for round {round} is {verdict}; our own aggregate stands"),
+    }
 }
 
 /// Loss and accuracy of `params` on the validation examples, off the async runtime.

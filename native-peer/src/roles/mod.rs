@@ -3,7 +3,9 @@
 
 pub mod attest;
 pub mod coordinator;
+pub mod gossiped;
 pub mod join;
+pub mod reducer;
 pub mod seed;
 pub mod trainer;
 pub mod validator;

@@ -22,7 +22,7 @@ use protocol::api::{
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::{ExperimentManifest, LeaseSpec, MergeSpec, ModelSpec};
 use protocol::head::{Attestation, Head};
-use protocol::proposal::Proposal;
+use protocol::proposal::{Proposal, ReduceRequest};
 use protocol::ids::canonical_bytes;
 use protocol::lease::Lease;
 use protocol::update::Runtime;
@@ -30,10 +30,11 @@ use protocol::{merge, BlobId, Identity, LeaseId, Signed};
 use tokio::sync::broadcast;
 use workload::data::Examples;
 
-use super::attest::evaluate;
+use super::attest::{self, evaluate};
 use super::coordinator::{sign_head, Candidate, Coordinator};
+use super::gossiped;
 use crate::dataset::bundle::Bundle;
-use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::net::{self, Announcement, AttestRequest, Client, DirectoryEntry, NetEvent, Request, Response};
 use crate::metrics;
 use crate::store::{BlobStore, Db};
 use crate::{now_ms, Settings};
@@ -62,6 +63,8 @@ pub struct Seed {
     db: Db,
     events: broadcast::Sender<NetworkEvent>,
     peers: Mutex<HashMap<String, PeerSummary>>,
+    /// Listen addresses of connected peers (identify), served as the peer directory.
+    peer_addrs: Mutex<HashMap<String, Vec<String>>>,
     listen_addrs: Mutex<Vec<String>>,
     /// Addresses browsers dial (WebSocket), with `/p2p/<peer id>`.
     browser_addrs: Vec<String>,
@@ -70,6 +73,8 @@ pub struct Seed {
     device: Device,
     net: Client,
     stop_after_rounds: Option<u64>,
+    /// How long a closing round waits for reducers' proposals.
+    reduce_timeout: Duration,
     finished: tokio::sync::Notify,
 }
 
@@ -112,6 +117,7 @@ impl Seed {
             db,
             events,
             peers: Mutex::new(HashMap::new()),
+            peer_addrs: Mutex::new(HashMap::new()),
             listen_addrs: Mutex::new(listen_addrs),
             browser_addrs,
             http_updates: listen.http_updates,
@@ -119,6 +125,7 @@ impl Seed {
             device,
             net,
             stop_after_rounds: settings.stop_after_rounds,
+            reduce_timeout: Duration::from_millis(settings.reduce_timeout_ms),
             finished: tokio::sync::Notify::new(),
         });
         tokio::spawn(seed.clone().handle_network(net_events));
@@ -240,6 +247,23 @@ impl Seed {
         Ok(records.to_vec())
     }
 
+    /// The connected peers that listen somewhere, with their roles and addresses.
+    fn directory(&self) -> Vec<DirectoryEntry> {
+        let peers = self.peers.lock().expect("lock");
+        let addrs = self.peer_addrs.lock().expect("lock");
+        let mut entries: Vec<DirectoryEntry> = addrs
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(peer, a)| DirectoryEntry {
+                peer_id: peer.clone(),
+                role: peers.get(peer).map_or_else(|| "peer".to_string(), |p| p.role.clone()),
+                addrs: a.clone(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        entries
+    }
+
     /// Answers peers' requests and ingests gossiped updates.
     async fn handle_network(self: Arc<Self>, mut events: tokio::sync::mpsc::Receiver<NetEvent>) {
         while let Some(event) = events.recv().await {
@@ -256,13 +280,20 @@ impl Seed {
                         }
                     });
                 }
-                NetEvent::Announcement { .. } => {}
-                NetEvent::PeerChanged { peer, connected, agent, transport } => {
+                NetEvent::Announcement { source, announcement: Announcement::Head(head) } => {
+                    // Heads are promoted here, so a gossiped one is at best an echo of ours:
+                    // screened only so that forgeries show in the metrics and the log.
+                    let experiment = self.coordinator().experiment().clone();
+                    gossiped::certified("seed", &experiment, source, &head);
+                }
+                NetEvent::PeerChanged { peer, connected, agent, transport, addrs } => {
                     let role = agent.as_deref().and_then(|a| a.split(' ').nth(1)).unwrap_or("peer").to_string();
                     if connected {
                         self.touch_peer(&peer.to_string(), &role, transport);
+                        self.peer_addrs.lock().expect("lock").insert(peer.to_string(), addrs.iter().map(|a| a.to_string()).collect());
                     } else {
                         self.peers.lock().expect("lock").remove(&peer.to_string());
+                        self.peer_addrs.lock().expect("lock").remove(&peer.to_string());
                     }
                 }
             }
@@ -294,6 +325,9 @@ impl Seed {
                 })
             }
             Request::Attest(_) => Err(EdgeError::Forbidden("the seed proposes; it is not asked to attest".into())),
+            Request::Reduce(_) => Err(EdgeError::Forbidden("the seed asks reducers; it is not one".into())),
+            Request::Peers => Ok(Response::Peers(self.directory())),
+            Request::BlobRange { blob, offset, len } => Ok(net::serve_blob_range(&self.blobs, &blob, offset, len)),
             Request::LeaseData(lease) => self.slice_records(&lease).map(|records| {
                 metrics::bytes_out("libp2p", records.len());
                 Response::Blob(records)
@@ -371,13 +405,24 @@ impl Seed {
         Ok(head)
     }
 
-    /// Evaluates the candidate, proposes it to the other validators and gathers attestations;
-    /// with a quorum that agrees with our own evaluation, builds, checks and stores the head.
+    /// Evaluates the candidate (while connected reducers aggregate it too), proposes it to the
+    /// other validators and gathers attestations; with a quorum that agrees with our own
+    /// evaluation, builds, checks and stores the head.
     async fn sign_and_store(&self, candidate: &Candidate) -> Result<Head> {
         let experiment = self.coordinator().experiment().clone();
         let manifest = &experiment.body;
         let checkpoint = self.blobs.put(&merge::encode_f32le(&candidate.params))?;
-        let metrics = evaluate(&self.device, &manifest.model, &candidate.params, &self.validation).await?;
+        let request = ReduceRequest {
+            experiment: manifest.id.clone(),
+            round: candidate.round,
+            base_head: candidate.base,
+            inputs: candidate.inputs.clone(),
+        };
+        let (metrics, reduction) = tokio::join!(
+            evaluate(&self.device, &manifest.model, &candidate.params, &self.validation),
+            self.reduction(&request, checkpoint)
+        );
+        let metrics = metrics?;
         let ours = self.coordinator().attest(candidate, checkpoint, metrics);
         let expected = ours.body.clone();
         let me = self.identity.peer_id().to_string();
@@ -386,14 +431,15 @@ impl Seed {
             certificate.push(ours);
         }
         let proposal = self.identity.sign(Proposal {
-            experiment: manifest.id.clone(),
-            round: candidate.round,
-            base_head: candidate.base,
-            inputs: candidate.inputs.clone(),
+            experiment: request.experiment,
+            round: request.round,
+            base_head: request.base_head,
+            inputs: request.inputs,
             checkpoint,
         });
+        let ask = AttestRequest { proposal, reduction };
         let others: Vec<&String> = manifest.validators.iter().filter(|v| **v != me).collect();
-        let asks = others.iter().map(|v| self.ask_to_attest(v, &proposal, &expected));
+        let asks = others.iter().map(|v| self.ask_to_attest(v, &ask, &expected));
         certificate.extend(join_all(asks).await.into_iter().flatten());
         if certificate.len() < manifest.quorum as usize {
             bail!(
@@ -410,9 +456,39 @@ impl Seed {
         Ok(head)
     }
 
+    /// Asks every connected reducer to aggregate `request` (each within the reduce timeout) and
+    /// judges each answer against our own checkpoint `ours`. Returns the reducer proposal the
+    /// validators get to see: one that agrees, else one that does not (so each of them checks
+    /// and counts it too). A reducer that is wrong, late or silent changes nothing else: our own
+    /// aggregate is what is proposed.
+    async fn reduction(&self, request: &ReduceRequest, ours: BlobId) -> Option<Signed<Proposal>> {
+        let reducers: Vec<PeerId> = {
+            let peers = self.peers.lock().expect("lock");
+            peers.values().filter(|p| p.role == "reducer").filter_map(|p| p.peer_id.parse().ok()).collect()
+        };
+        let asks = reducers.into_iter().map(|peer| async move {
+            let ask = self.net.request(peer, Request::Reduce(Box::new(request.clone())));
+            let (verdict, proposal) = match tokio::time::timeout(self.reduce_timeout, ask).await {
+                Ok(Ok(Response::Proposal(p))) if p.signer == peer.to_string() => (attest::reduction_verdict(request, ours, &p), Some(*p)),
+                Ok(Ok(Response::Proposal(_))) => ("bad-signature", None),
+                Ok(Ok(_)) => ("bad-answer", None),
+                Ok(Err(e)) => {
+                    tracing::warn!("reducer {peer} did not reduce round {}: {e:#}", request.round);
+                    ("refused", None)
+                }
+                Err(_) => ("missing", None),
+            };
+            attest::record_reduction("seed", request.round, &peer.to_string(), verdict);
+            proposal.map(|p| (verdict == "agreed", p))
+        });
+        let mut answers: Vec<(bool, Signed<Proposal>)> = join_all(asks).await.into_iter().flatten().collect();
+        answers.sort_by_key(|(agreed, _)| !agreed);
+        answers.into_iter().next().map(|(_, p)| p)
+    }
+
     /// One validator's attestation to `proposal`, if it gives one that matches ours.
-    async fn ask_to_attest(&self, validator: &str, proposal: &Signed<Proposal>, expected: &Attestation) -> Option<Signed<Attestation>> {
-        let round = proposal.body.round;
+    async fn ask_to_attest(&self, validator: &str, ask: &AttestRequest, expected: &Attestation) -> Option<Signed<Attestation>> {
+        let round = ask.proposal.body.round;
         let peer: PeerId = match validator.parse() {
             Ok(peer) => peer,
             Err(e) => {
@@ -420,7 +496,7 @@ impl Seed {
                 return None;
             }
         };
-        let answer = self.net.request(peer, Request::Attest(Box::new(proposal.clone()))).await;
+        let answer = self.net.request(peer, Request::Attest(Box::new(ask.clone()))).await;
         let outcome = match &answer {
             Ok(Response::Attestation(a)) if a.signer == validator && a.verify().is_ok() && a.body == *expected => "attested",
             Ok(Response::Attestation(_)) => "disagreed",

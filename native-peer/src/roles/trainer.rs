@@ -14,6 +14,7 @@ use protocol::{merge, BlobId, HeadId, Identity};
 use tokio::sync::{mpsc, watch};
 use workload::WindowConfig;
 
+use super::gossiped;
 use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
 use crate::metrics;
 use crate::store::BlobStore;
@@ -25,6 +26,8 @@ pub struct Trainer {
     net: Client,
     seed: PeerId,
     blobs: BlobStore,
+    /// Where shards being synced are assembled (resumable).
+    partial_dir: std::path::PathBuf,
     experiment: ExperimentInfo,
     heads: watch::Receiver<Option<HeadId>>,
     /// Shared with the blocking task that trains (one window at a time).
@@ -58,6 +61,7 @@ impl Trainer {
             net,
             seed,
             blobs,
+            partial_dir: dir.join("partial"),
             experiment: info,
             heads,
             workload: Arc::new(Mutex::new(workload)),
@@ -77,16 +81,16 @@ impl Trainer {
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
                     let _ = self.net.respond(channel, net::serve_blob(&self.blobs, &id)).await;
                 }
+                NetEvent::Request { request: Request::BlobRange { blob, offset, len }, channel, .. } => {
+                    let _ = self.net.respond(channel, net::serve_blob_range(&self.blobs, &blob, offset, len)).await;
+                }
                 NetEvent::Request { channel, .. } => {
                     let _ = self.net.respond(channel, Response::Error("trainers only serve blobs".into())).await;
                 }
-                NetEvent::Announcement { announcement: Announcement::Head(head), .. } => {
+                NetEvent::Announcement { source, announcement: Announcement::Head(head) } => {
                     // A head counts only with a valid certificate from the experiment's validators.
-                    match head.verify_for(&self.experiment.manifest) {
-                        Ok(()) => {
-                            heads.send_replace(Some(head.id()));
-                        }
-                        Err(e) => tracing::warn!("{}: ignoring a gossiped head: {e}", self.name),
+                    if gossiped::certified(&self.name, &self.experiment.manifest, source, &head) {
+                        heads.send_replace(Some(head.id()));
                     }
                 }
                 _ => {}
@@ -271,24 +275,32 @@ impl Trainer {
         let slice = grant.lease.body.slice;
         let dataset = &self.experiment.dataset;
         let shard = dataset.train_shard(slice.shard)?;
-        let bytes = if self.blobs.has(&shard.blob) {
-            self.fetch_blob(&shard.blob).await?
-        } else {
-            // A shard is synced once (megabytes); say so, and how long it took.
-            let (have, of) = (dataset.train.iter().filter(|s| self.blobs.has(&s.blob)).count(), dataset.train.len());
-            tracing::info!("{}: syncing shard {} ({have} of {of} shards here)", self.name, slice.shard);
-            let started = Instant::now();
-            let bytes = self.fetch_blob(&shard.blob).await?;
-            let seconds = started.elapsed().as_secs_f64();
-            tracing::info!(
-                "{}: shard {} synced: {:.2} MB in {:.2} s, hash-checked ({} of {of} shards here)",
-                self.name,
-                slice.shard,
-                bytes.len() as f64 / 1e6,
-                seconds,
-                have + 1
-            );
-            bytes
+        let bytes = match self.blobs.get(&shard.blob)? {
+            Some(bytes) => bytes,
+            None => {
+                // A shard is synced once (megabytes), chunk by chunk from every peer that has
+                // it: the trainers, validators and reducers in the seed's directory, and the seed.
+                let (have, of) = (dataset.train.iter().filter(|s| self.blobs.has(&s.blob)).count(), dataset.train.len());
+                let me = self.identity.peer_id();
+                let mut sources: Vec<PeerId> = match self.net.directory(self.seed).await {
+                    Ok(peers) => peers.into_iter().filter(|(p, role)| *p != me && role != "browser").map(|(p, _)| p).collect(),
+                    Err(e) => {
+                        tracing::warn!("{}: no peer directory ({e:#}); syncing from the seed alone", self.name);
+                        Vec::new()
+                    }
+                };
+                sources.push(self.seed);
+                tracing::info!(
+                    "{}: syncing shard {} ({have} of {of} shards here) from up to {} peers",
+                    self.name,
+                    slice.shard,
+                    sources.len()
+                );
+                let record_bytes = dataset.layout.record_bytes;
+                let label = format!("shard {}", slice.shard);
+                crate::dataset::sync::sync_shard(&self.net, &sources, &self.blobs, &self.partial_dir, shard, &label, record_bytes, &self.name)
+                    .await?
+            }
         };
         let range = shard.byte_range(slice.first_record, slice.count, dataset.layout.record_bytes);
         let records = bytes.get(range).context("shard shorter than its manifest")?.to_vec();

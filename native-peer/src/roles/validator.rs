@@ -16,14 +16,13 @@ use burn::prelude::Device;
 use libp2p::{Multiaddr, PeerId};
 use protocol::api::ExperimentInfo;
 use protocol::head::{Attestation, Head};
-use protocol::proposal::Proposal;
 use protocol::{merge, BlobId, HeadId, Identity, Signed};
 use tokio::sync::mpsc;
 use workload::data::Examples;
 
-use super::attest;
+use super::{attest, gossiped};
 use crate::metrics;
-use crate::net::{self, Announcement, Client, NetEvent, Request, Response};
+use crate::net::{self, Announcement, AttestRequest, Client, NetEvent, Request, Response};
 use crate::store::{BlobStore, Db};
 
 /// The head a validator stands on, and its parameters.
@@ -70,9 +69,16 @@ impl Validator {
             "this node ({me}) is not in experiment {experiment}'s validator set {:?}",
             info.manifest.body.validators
         );
-        // The held-out shard: synced from the seed once, checked against the manifest's hash.
+        // The held-out shard: synced once (from the seed and any other validator that has it),
+        // checked chunk by chunk and whole against the manifest's hashes.
         let shard = &info.dataset.validation;
-        let bytes = fetch_blob(&net, &blobs, seed, &shard.blob).await.context("syncing the validation shard")?;
+        let mut sources: Vec<PeerId> = net.directory(seed).await.map(|peers| peers.into_iter().map(|(p, _)| p).collect()).unwrap_or_default();
+        sources.retain(|p| *p != identity.peer_id());
+        sources.push(seed);
+        let record_bytes = info.dataset.layout.record_bytes;
+        let bytes = crate::dataset::sync::sync_shard(&net, &sources, &blobs, &dir.join("partial"), shard, "the validation shard", record_bytes, name)
+            .await
+            .context("syncing the validation shard")?;
         let validation = Examples::decode(&bytes, &info.dataset.layout)?;
 
         // Kept so `bonfire heads verify --data-dir <this dir>` can check our copy of the heads.
@@ -115,17 +121,17 @@ impl Validator {
     async fn handle_network(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>) {
         while let Some(event) = events.recv().await {
             match event {
-                NetEvent::Request { peer, request: Request::Attest(proposal), channel } => {
+                NetEvent::Request { peer, request: Request::Attest(ask), channel } => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let response = match me.attest(peer, &proposal).await {
+                        let response = match me.attest(peer, &ask).await {
                             Ok(attestation) => {
                                 metrics::inc("bonfire_proposals_total", "Proposals checked, by verdict", &[("verdict", "attested")]);
                                 Response::Attestation(Box::new(attestation))
                             }
                             Err(e) => {
                                 metrics::inc("bonfire_proposals_total", "Proposals checked, by verdict", &[("verdict", "refused")]);
-                                tracing::warn!("{}: refused {peer}'s proposal for round {}: {e:#}", me.name, proposal.body.round);
+                                tracing::warn!("{}: refused {peer}'s proposal for round {}: {e:#}", me.name, ask.proposal.body.round);
                                 Response::Error(format!("{e:#}"))
                             }
                         };
@@ -135,10 +141,16 @@ impl Validator {
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
                     let _ = self.net.respond(channel, net::serve_blob(&self.blobs, &id)).await;
                 }
+                NetEvent::Request { request: Request::BlobRange { blob, offset, len }, channel, .. } => {
+                    let _ = self.net.respond(channel, net::serve_blob_range(&self.blobs, &blob, offset, len)).await;
+                }
                 NetEvent::Request { channel, .. } => {
                     let _ = self.net.respond(channel, Response::Error("validators answer attest and blob requests".into())).await;
                 }
-                NetEvent::Announcement { announcement: Announcement::Head(head), .. } => {
+                NetEvent::Announcement { source, announcement: Announcement::Head(head) } => {
+                    if !gossiped::certified(&self.name, &self.experiment.manifest, source, &head) {
+                        continue;
+                    }
                     // Off the event loop: following may wait for an attestation in progress.
                     let me = self.clone();
                     tokio::spawn(async move {
@@ -155,8 +167,11 @@ impl Validator {
 
     /// Checks a proposal from scratch and signs an attestation if it holds. Only a validator of
     /// the experiment may propose, and only for itself; everything it claims is checked before
-    /// anything is fetched, and fetched deltas are kept only in memory.
-    async fn attest(&self, from: PeerId, signed: &Signed<Proposal>) -> Result<Signed<Attestation>> {
+    /// anything is fetched, and fetched deltas are kept only in memory. A reducer's proposal
+    /// that came along is judged against our own aggregate (it never decides what we sign), and
+    /// deltas are fetched from that reducer first, then the proposer, then their author.
+    async fn attest(&self, from: PeerId, ask: &AttestRequest) -> Result<Signed<Attestation>> {
+        let signed = &ask.proposal;
         let manifest = &self.experiment.manifest.body;
         ensure!(
             signed.signer == from.to_string() && manifest.validators.contains(&signed.signer),
@@ -173,10 +188,17 @@ impl Validator {
         };
         // Stand on the proposal's base head first (catching up if we missed heads).
         self.catch_up_to(proposal.base_head, proposal.round - 1).await?;
+        let reducer: Option<PeerId> = ask.reduction.as_ref().and_then(|r| r.signer.parse().ok());
+        if let Some(reducer) = reducer {
+            if let Err(e) = self.net.locate(self.seed, reducer).await {
+                tracing::debug!("{}: could not look up reducer {reducer}: {e:#}", self.name);
+            }
+        }
         let mut deltas = Vec::with_capacity(proposal.inputs.len());
         for input in &proposal.inputs {
             let author: Option<PeerId> = input.update.body.holder.parse().ok();
-            deltas.push(self.fetch_delta(&input.update.body.delta, from, author).await?);
+            let sources: Vec<PeerId> = reducer.into_iter().chain([from]).chain(author).collect();
+            deltas.push(net::fetch_verified(&self.net, &sources, &input.update.body.delta).await?.0);
         }
         let checked = {
             let tip = self.tip.lock().await;
@@ -186,6 +208,10 @@ impl Validator {
                 .await
                 .map_err(anyhow::Error::msg)?
         };
+        if let Some(reduction) = &ask.reduction {
+            let verdict = attest::reduction_verdict(&proposal.request(), checked.attestation.checkpoint, reduction);
+            attest::record_reduction(&self.name, proposal.round, &reduction.signer, verdict);
+        }
         if let Some(earlier) = earlier {
             ensure!(
                 earlier == checked.attestation,
@@ -206,9 +232,9 @@ impl Validator {
         Ok(self.identity.sign(checked.attestation))
     }
 
-    /// Adopts a gossiped head that extends ours (or catches up to it).
+    /// Adopts a gossiped head (its certificate already checked) that extends ours, or catches up
+    /// to it.
     async fn follow(&self, head: Head) -> Result<()> {
-        head.verify_for(&self.experiment.manifest)?;
         let round = head.round;
         if round <= self.tip.lock().await.head.round {
             return Ok(()); // already there (we catch up on demand before attesting too)
@@ -238,20 +264,6 @@ impl Validator {
         ensure!(tip.head.id() == target, "the seed's head of round {round} is not {}", target.short());
         Ok(())
     }
-
-    /// A delta, hash-checked but not stored (it is screened first): from the proposer, which
-    /// collected it, or else from its author.
-    async fn fetch_delta(&self, id: &BlobId, proposer: PeerId, author: Option<PeerId>) -> Result<Vec<u8>> {
-        match fetch_unstored(&self.net, proposer, id).await {
-            Ok(bytes) => Ok(bytes),
-            Err(e) => match author {
-                Some(author) if author != proposer => fetch_unstored(&self.net, author, id)
-                    .await
-                    .with_context(|| format!("from the proposer: {e:#}; from the author {author}")),
-                _ => Err(e),
-            },
-        }
-    }
 }
 
 /// A blob by id, from the store or from `peer` (hash-checked, then kept).
@@ -259,21 +271,8 @@ async fn fetch_blob(net: &Client, blobs: &BlobStore, peer: PeerId, id: &BlobId) 
     if let Some(bytes) = blobs.get(id)? {
         return Ok(bytes);
     }
-    let bytes = match net.request(peer, Request::Blob(*id)).await? {
-        Response::Blob(bytes) => bytes,
-        other => bail!("asked {peer} for blob {}, got {other:?}", id.short()),
-    };
+    let (bytes, _) = net::fetch_verified(net, &[peer], id).await?;
     blobs.put_verified(id, &bytes).with_context(|| format!("blob {} from {peer}", id.short()))?;
-    Ok(bytes)
-}
-
-/// A blob from `peer`, checked against its id, not kept.
-async fn fetch_unstored(net: &Client, peer: PeerId, id: &BlobId) -> Result<Vec<u8>> {
-    let bytes = match net.request(peer, Request::Blob(*id)).await? {
-        Response::Blob(bytes) => bytes,
-        other => bail!("asked {peer} for blob {}, got {other:?}", id.short()),
-    };
-    ensure!(BlobId::of(&bytes) == *id, "{peer} sent bytes that do not hash to blob {}", id.short());
     Ok(bytes)
 }
 

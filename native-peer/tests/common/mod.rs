@@ -222,3 +222,61 @@ pub fn signed_update(signer: &Identity, holder: &Identity, grant: &LeaseGrant, v
     });
     (update, bytes)
 }
+
+/// A port that was free a moment ago (for a child's `--metrics`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The sum of the `name` series whose labels contain `labels` (e.g. `verdict="wrong"`; empty:
+/// all of them), scraped from the Prometheus endpoint at `url` (0 while it is not up yet).
+pub fn metric(url: &str, name: &str, labels: &str) -> f64 {
+    let Ok(response) = reqwest::blocking::Client::new().get(url).timeout(Duration::from_secs(5)).send() else { return 0.0 };
+    let text = response.text().unwrap_or_default();
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |sum, v| sum + v)
+}
+
+/// The metrics URL a role started with `--metrics 127.0.0.1:0` wrote into its data directory.
+pub fn metrics_url(data_dir: &Path) -> String {
+    let file = data_dir.join("metrics.url");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(url) = std::fs::read_to_string(&file) {
+            return url;
+        }
+        assert!(Instant::now() < deadline, "{} never appeared", file.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts `bonfire <role> --data-dir DIR --bootstrap ADDR --name NAME …extra`, killed on drop.
+pub fn spawn_role(role: &str, dir: &Path, bootstrap: &str, name: &str, extra: &[&str]) -> Killed {
+    Killed(
+        Command::new(BIN)
+            .arg(role)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--bootstrap", bootstrap, "--name", name])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The seed's libp2p addresses (`GET /api/network`).
+pub fn network_info(net: &Network) -> protocol::api::NetworkInfo {
+    client().get(format!("{}/api/network", net.base)).send().unwrap().json().unwrap()
+}
+
+/// Runs `bonfire heads verify` on a stopped node's data directory: (success, JSON report).
+pub fn verify_heads(dir: &Path) -> (bool, serde_json::Value) {
+    let out = Command::new(BIN).args(["heads", "verify", "--data-dir"]).arg(dir).output().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), report)
+}

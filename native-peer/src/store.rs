@@ -12,6 +12,18 @@ use redb::{Database, ReadableTable, TableDefinition};
 const HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("heads");
 const LEASES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const UPDATES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("updates");
+
+/// An update the coordinator accepted, kept until its round is promoted so a restart loses it
+/// not: replayed through screening as of the time it was accepted.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct StoredUpdate {
+    pub round: u64,
+    /// Its place in the round (1 = first accepted): the merge keeps this order.
+    pub seq: u32,
+    pub accepted_at: u64,
+    pub update: Signed<protocol::update::Update>,
+}
 
 /// Immutable blobs named by their hash, one file each.
 #[derive(Clone, Debug)]
@@ -96,6 +108,7 @@ impl Db {
             tx.open_table(HEADS)?;
             tx.open_table(LEASES)?;
             tx.open_table(META)?;
+            tx.open_table(UPDATES)?;
         }
         tx.commit()?;
         Ok(Self { db })
@@ -144,6 +157,40 @@ impl Db {
         Ok(out)
     }
 
+    /// Records an accepted update of `round` (its delta is in the blob store).
+    pub fn put_update(&self, stored: &StoredUpdate) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(UPDATES)?.insert(&stored.update.id().0, postcard::to_allocvec(stored)?.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The accepted updates of `round`, in the order they were accepted (`seq`); those of earlier
+    /// rounds are dropped on the way (they are merged, or can no longer be).
+    pub fn take_updates_for_round(&self, round: u64) -> Result<Vec<StoredUpdate>> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut table = tx.open_table(UPDATES)?;
+            let mut stale = Vec::new();
+            for row in table.iter()? {
+                let (key, bytes) = row?;
+                let stored: StoredUpdate = postcard::from_bytes(bytes.value()).context("a stored update is corrupt")?;
+                if stored.round == round {
+                    out.push(stored);
+                } else if stored.round < round {
+                    stale.push(*key.value());
+                }
+            }
+            for key in stale {
+                table.remove(&key)?;
+            }
+        }
+        tx.commit()?;
+        out.sort_by_key(|s| s.seq);
+        Ok(out)
+    }
+
     /// A stored setting.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let tx = self.db.begin_read()?;
@@ -188,6 +235,36 @@ mod tests {
         assert_eq!(store.get(&id).unwrap().unwrap(), b"hello");
         assert!(store.put_verified(&id, b"tampered").is_err());
         assert!(store.get(&BlobId::of(b"nope")).unwrap().is_none());
+    }
+
+    #[test]
+    fn accepted_updates_come_back_in_round_order_and_older_rounds_are_dropped() {
+        use protocol::update::{DeltaEncoding, Runtime, Update};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("bonfire.redb")).unwrap();
+        let who = Identity::generate();
+        let update = |n: u8| {
+            who.sign(Update {
+                experiment: "e".into(),
+                lease: protocol::LeaseId::of(&[n]),
+                base_head: protocol::HeadId::of(&[0]),
+                delta: BlobId::of(&[n]),
+                encoding: DeltaEncoding::F32Le,
+                holder: who.peer_id().to_string(),
+                runtime: Runtime::NativeBurn,
+                train_loss: 1.0,
+                steps: 1,
+            })
+        };
+        for (round, seq, n) in [(3, 2, 1), (3, 1, 2), (2, 1, 3), (4, 1, 4)] {
+            db.put_update(&StoredUpdate { round, seq, accepted_at: 100, update: update(n) }).unwrap();
+        }
+        drop(db);
+        let db = Db::open(&dir.path().join("bonfire.redb")).unwrap();
+        let round3: Vec<BlobId> = db.take_updates_for_round(3).unwrap().iter().map(|s| s.update.body.delta).collect();
+        assert_eq!(round3, [BlobId::of(&[2]), BlobId::of(&[1])], "by their place in the round");
+        assert!(db.take_updates_for_round(2).unwrap().is_empty(), "round 2's update was dropped as stale");
+        assert_eq!(db.take_updates_for_round(4).unwrap().len(), 1);
     }
 
     #[test]

@@ -472,3 +472,62 @@ fn corrupt_blob_from_a_peer() {
     assert!(verified, "{report:#}");
     assert_eq!(report["heads"], report["heads_with_valid_certificate"], "{report:#}");
 }
+
+/// The seed killed (mid-round, as it happens) and restarted on the same addresses: the validator,
+/// the reducer and the trainers that joined it redial by themselves, the updates it had accepted
+/// come back from its data directory, and the rounds go on; no head is lost or forked.
+#[test]
+fn seed_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = prepare(dir.path());
+    let validator_dir = dir.path().join("validator");
+    let validator_id = peer_id_of(&validator_dir);
+    let (tcp, udp) = (free_port(), free_udp_port());
+    let (tcp_addr, quic_addr) = (format!("/ip4/127.0.0.1/tcp/{tcp}"), format!("/ip4/127.0.0.1/udp/{udp}/quic-v1"));
+    let seed_dir = dir.path().join("seed");
+    let args = ["--validator", &validator_id, "--listen", &tcp_addr, "--listen-quic", &quic_addr];
+    let (net, _) = seed_process(&seed_dir, &dataset, &args);
+    let info = network_info(&net);
+    let peer = info.peer_id.clone();
+    let (tcp_boot, quic_boot) = (format!("{tcp_addr}/p2p/{peer}"), format!("{quic_addr}/p2p/{peer}"));
+    let _roles = [
+        spawn_role("validator", &validator_dir, &quic_boot, "validator", &[]),
+        spawn_role("reducer", &dir.path().join("reducer"), &tcp_boot, "reducer", &[]),
+        spawn_role("trainer", &dir.path().join("trainer-a"), &tcp_boot, "trainer-a", &[]),
+        spawn_role("trainer", &dir.path().join("trainer-b"), &tcp_boot, "trainer-b", &[]),
+    ];
+    wait_for_round(&net, 3);
+    let before_kill = dashboard(&net).heads.first().unwrap().round;
+    drop(net); // SIGKILL
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (net, _) = seed_process(&seed_dir, &dataset, &args);
+    let restarted = Instant::now();
+    let resumed_at = dashboard(&net).heads.first().unwrap().round;
+    let snapshot = wait_for_round(&net, resumed_at + 3);
+    let seconds_to_three_more_rounds = restarted.elapsed().as_secs_f64();
+    let mut roles: Vec<String> = snapshot.peers.iter().map(|p| p.role.clone()).collect();
+    roles.sort();
+    drop(net);
+    let (verified, report) = verify_heads(&seed_dir);
+    observe(
+        "seed_restart",
+        json!({
+            "round_at_kill": before_kill,
+            "round_on_restart": resumed_at,
+            "seconds_from_restart_to_3_more_rounds": seconds_to_three_more_rounds,
+            "peers_back": roles,
+            "heads_on_disk": report["heads"],
+            "heads_with_valid_certificate": report["heads_with_valid_certificate"],
+        }),
+    );
+    assert!(resumed_at >= before_kill, "no promoted head was lost: {before_kill} before, {resumed_at} after");
+    assert_eq!(roles, ["reducer", "trainer", "trainer", "validator"], "every role came back by itself");
+    assert!(verified, "{report:#}");
+    assert_eq!(report["heads"], report["heads_with_valid_certificate"], "{report:#}");
+}
+
+/// A UDP port that was free a moment ago (for a QUIC listener).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

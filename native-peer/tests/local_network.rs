@@ -230,30 +230,8 @@ fn separately_started_roles_form_a_network() {
     let dir = tempfile::tempdir().unwrap();
     let dataset = prepare(dir.path());
     let validator_dir = dir.path().join("validator");
-    let id = Command::new(BIN).args(["id", "--data-dir"]).arg(&validator_dir).output().unwrap();
-    assert!(id.status.success());
-    let validator_id = String::from_utf8(id.stdout).unwrap().trim().to_string();
-
-    let mut child = Command::new(BIN)
-        .args(["seed", "--http", "127.0.0.1:0", "--validator", &validator_id, "--data-dir"])
-        .arg(dir.path().join("seed"))
-        .arg("--dataset")
-        .arg(&dataset)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let mut printed = Vec::new();
-    let base = loop {
-        let line = lines.next().expect("bonfire seed exited before the edge listened").unwrap();
-        printed.push(line.clone());
-        if let Some(url) = line.strip_prefix("edge listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let net = Network { child, base };
+    let validator_id = peer_id_of(&validator_dir);
+    let (net, printed) = seed_process(&dir.path().join("seed"), &dataset, &["--validator", &validator_id]);
     assert!(printed.iter().any(|l| l.contains(&validator_id) && l.contains("bonfire validator --bootstrap")), "{printed:?}");
 
     let info = network_info(&net);

@@ -53,6 +53,7 @@ enum Command {
     Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response>> },
     Respond { channel: ResponseChannel<Response>, response: Response },
     AddAddress { peer: PeerId, addr: Multiaddr },
+    IsConnected { peer: PeerId, reply: oneshot::Sender<bool> },
 }
 
 /// A handle to the network event loop.
@@ -144,6 +145,11 @@ impl Client {
                 Ok(other)
             }
         }
+    }
+
+    /// Whether a connection to `peer` is open now.
+    pub async fn is_connected(&self, peer: PeerId) -> Result<bool> {
+        self.call(|reply| Command::IsConnected { peer, reply }).await
     }
 
     /// Makes `peer` dialable: unless we asked before, fetches `seed`'s peer directory and
@@ -273,6 +279,9 @@ impl EventLoop {
             }
             Command::AddAddress { peer, addr } => {
                 self.swarm.add_peer_address(peer, addr);
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.swarm.is_connected(&peer));
             }
             Command::Respond { channel, response } => {
                 if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {

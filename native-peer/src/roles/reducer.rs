@@ -239,7 +239,11 @@ impl Reducer {
         };
         head.verify_for(experiment).with_context(|| format!("the head of round {round}"))?;
         ensure!(head.id() == id, "the head of round {round} is {}, not {}", head.id().short(), id.short());
-        let (bytes, _) = net::fetch_verified(&self.net, &[asker, self.seed], &head.checkpoint).await?;
+        // Usually the checkpoint is our own last proposal, promoted: no need to fetch it.
+        let bytes = match self.blobs.get(&head.checkpoint)? {
+            Some(bytes) if BlobId::of(&bytes) == head.checkpoint => bytes,
+            _ => net::fetch_verified(&self.net, &[asker, self.seed], &head.checkpoint).await?.0,
+        };
         let params = Arc::new(merge::decode_f32le(&bytes, experiment.body.model.parameter_count())?);
         *base = Some(Base { id, params: params.clone() });
         Ok(params)

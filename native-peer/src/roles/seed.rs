@@ -36,7 +36,7 @@ use super::gossiped;
 use crate::dataset::bundle::Bundle;
 use crate::net::{self, Announcement, AttestRequest, Client, DirectoryEntry, NetEvent, Request, Response};
 use crate::metrics;
-use crate::store::{BlobStore, Db};
+use crate::store::{BlobStore, Db, StoredUpdate};
 use crate::{now_ms, Settings};
 
 /// The experiment `bonfire up` creates.
@@ -209,11 +209,14 @@ impl Seed {
 
     fn ingest(&self, submission: &UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
         let mut coordinator = self.coordinator();
-        let result = coordinator.ingest(&submission.update, &submission.delta, now_ms());
+        let now = now_ms();
+        let result = coordinator.ingest(&submission.update, &submission.delta, now);
         self.publish_last_event(&coordinator);
         let pending = result.map_err(EdgeError::Unprocessable)?;
-        if let Err(e) = self.blobs.put(&submission.delta) {
-            tracing::warn!("could not keep delta {}: {e:#}", submission.update.body.delta.short());
+        // Kept on disk until the round is promoted, so a restart of the seed loses no update.
+        let stored = StoredUpdate { round: coordinator.open_round(), seq: pending, accepted_at: now, update: submission.update.clone() };
+        if let Err(e) = self.blobs.put(&submission.delta).and_then(|_| self.db.put_update(&stored)) {
+            tracing::warn!("could not keep update {} for a restart: {e:#}", submission.update.id().short());
         }
         Ok(UpdateReceipt { update_id: submission.update.id(), round: coordinator.open_round(), pending_in_round: pending })
     }
@@ -631,6 +634,22 @@ fn resume(identity: &Identity, db: &Db, blobs: &BlobStore, bundle: &Bundle, expe
     let round = head.round + 1;
     let mut coordinator = Coordinator::new(identity.clone(), experiment, bundle.manifest.clone(), heads, params, now_ms())?;
     coordinator.restore_leases(db.leases_for_round(round)?);
+    // Updates accepted before the restart enter the round again, screened as of when they came.
+    let stored = db.take_updates_for_round(round)?;
+    let mut restored = 0;
+    for StoredUpdate { update, accepted_at, .. } in &stored {
+        let Some(delta) = blobs.get(&update.body.delta)? else {
+            tracing::warn!("the delta of accepted update {} is missing; its lease is owed again", update.id().short());
+            continue;
+        };
+        match coordinator.ingest(update, &delta, *accepted_at) {
+            Ok(_) => restored += 1,
+            Err(e) => tracing::warn!("accepted update {} does not enter round {round} again: {e}", update.id().short()),
+        }
+    }
+    if !stored.is_empty() {
+        tracing::info!("round {round}: {restored} of {} accepted updates restored", stored.len());
+    }
     if let Some(bytes) = db.meta("next_slice")? {
         let bytes: [u8; 8] = bytes.as_slice().try_into().context("the stored slice position is corrupt")?;
         coordinator.resume_slices_at(u64::from_le_bytes(bytes));

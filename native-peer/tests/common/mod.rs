@@ -91,6 +91,38 @@ pub fn up(data: &Path, dataset: &Path, trainers: usize, extra: &[&str]) -> Netwo
     Network { child, base }
 }
 
+/// A running `bonfire seed` (killed on drop) and what it printed up to the edge's address.
+pub fn seed_process(data: &Path, dataset: &Path, extra: &[&str]) -> (Network, Vec<String>) {
+    let mut child = Command::new(BIN)
+        .args(["seed", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--dataset")
+        .arg(dataset)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let base = loop {
+        let line = lines.next().expect("bonfire seed exited before the edge listened").unwrap();
+        printed.push(line.clone());
+        if let Some(url) = line.strip_prefix("edge listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (Network { child, base }, printed)
+}
+
+/// The peer id of the node whose key is in `dir` (created if missing).
+pub fn peer_id_of(dir: &Path) -> String {
+    let out = Command::new(BIN).args(["id", "--data-dir"]).arg(dir).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }

@@ -39,6 +39,12 @@ pub struct SeedArgs {
     /// libp2p QUIC listen address of the seed ("none" to not listen on QUIC).
     #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/quic-v1")]
     listen_quic: String,
+    /// libp2p WebRTC-direct listen address of the seed (UDP; "none" to not listen), with the
+    /// certificate kept in the seed's data directory, so its certhash survives restarts. Listed
+    /// in GET /api/network's listen_addrs; browser workers cannot dial it yet (no WebRTC in
+    /// Chromium's Web Workers).
+    #[arg(long, default_value = "/ip4/127.0.0.1/udp/0/webrtc-direct")]
+    listen_webrtc: String,
     /// libp2p WebSocket listen address of the seed, which browser workers dial ("none" to take
     /// browsers over HTTP only). Handed to browsers by GET /api/network.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0/ws")]
@@ -287,6 +293,7 @@ async fn start_seed(dir: &std::path::Path, args: &SeedArgs) -> Result<Arc<Seed>>
     let listen = Listen {
         tcp: args.listen.clone(),
         quic: optional_addr("--listen-quic", &args.listen_quic)?,
+        webrtc: optional_addr("--listen-webrtc", &args.listen_webrtc)?,
         websocket: optional_addr("--listen-ws", &args.listen_ws)?,
         http_updates: !args.no_http_updates,
     };

@@ -44,9 +44,19 @@ fn native_trainers_over_libp2p_raise_accuracy_and_every_head_is_certified() {
         snapshot.heads.iter().flat_map(|h| h.contributors.iter().map(|c| (c.peer_id.clone(), c.runtime))).collect();
     assert_eq!(trainers.len(), 2, "both native trainers contributed: {trainers:?}");
     assert!(trainers.iter().all(|(_, r)| *r == Runtime::NativeBurn));
+    // Both validators issue leases, each over its own share of the slices; the seed registers
+    // the validator process's, and their updates are merged like its own.
+    let validator = metrics_url(&dir.path().join("node/validator-2"));
+    let issued_by_validator = metric(&validator, "bonfire_leases_granted_total", "");
+    let registered = metric(&format!("{}/metrics", net.base), "bonfire_leases_registered_total", "");
+    assert!(issued_by_validator >= 2.0 && registered >= issued_by_validator - 1.0, "{issued_by_validator} issued, {registered} registered");
     // The checkpoint blob is served and matches its id.
     let bytes = client().get(format!("{}/api/blobs/{}", net.base, head.head.checkpoint)).send().unwrap().bytes().unwrap();
     assert_eq!(BlobId::of(&bytes), head.head.checkpoint);
+    // Whole dataset shards are not served over HTTP (peers sync them over libp2p).
+    let info: ExperimentInfo = client().get(format!("{}/api/experiments/mnist-mlp", net.base)).send().unwrap().json().unwrap();
+    let shard = client().get(format!("{}/api/blobs/{}", net.base, info.dataset.validation.blob)).send().unwrap();
+    assert_eq!(shard.status(), 403, "{}", shard.text().unwrap_or_default());
 }
 
 #[test]

@@ -155,6 +155,9 @@ pub struct LeaseSummary {
     pub first_record: u32,
     pub count: u32,
     pub expires_at: UnixMillis,
+    /// The validator that issued it.
+    #[serde(default)]
+    pub issuer: String,
 }
 
 impl LeaseSummary {
@@ -169,6 +172,7 @@ impl LeaseSummary {
             first_record: lease.slice.first_record,
             count: lease.slice.count,
             expires_at: lease.expires_at,
+            issuer: lease.issuer.clone(),
         }
     }
 }

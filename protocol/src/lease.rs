@@ -99,6 +99,20 @@ impl SlicePlan {
     pub fn is_empty(&self) -> bool {
         self.slices.is_empty()
     }
+
+    /// The part of the plan validator `index` of `count` issues: every `count`-th slice from
+    /// the `index`-th, so no two validators ever lease the same slice. `None` when no slice
+    /// falls to it (a plan with fewer slices than validators).
+    pub fn share(&self, index: usize, count: usize) -> Option<SlicePlan> {
+        let count = count.max(1);
+        let slices: Vec<ShardSlice> = self.slices.iter().enumerate().filter(|(j, _)| j % count == index).map(|(_, s)| *s).collect();
+        (!slices.is_empty()).then_some(SlicePlan { slices })
+    }
+
+    /// Whether `slice` is one of the plan's.
+    pub fn contains(&self, slice: &ShardSlice) -> bool {
+        self.slices.contains(slice)
+    }
 }
 
 #[cfg(test)]
@@ -132,6 +146,23 @@ mod tests {
         }
         assert_eq!(covered, vec![1000, 730]);
         assert_eq!(plan.slice(plan.len() as u64), plan.slice(0), "the plan cycles");
+    }
+
+    #[test]
+    fn validators_share_the_plan_without_overlap() {
+        let ds = dataset(&[1000, 730]);
+        let plan = SlicePlan::new(&ds, 150).unwrap(); // 7 + 5 slices
+        let shares: Vec<SlicePlan> = (0..3).map(|i| plan.share(i, 3).unwrap()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for share in &shares {
+            for n in 0..share.len() as u64 {
+                assert!(seen.insert(share.slice(n)), "a slice in two validators' shares");
+            }
+        }
+        assert_eq!(seen.len(), plan.len(), "together the shares cover the plan");
+        assert!(shares[1].contains(&plan.slice(4)) && !shares[0].contains(&plan.slice(4)));
+        let tiny = SlicePlan::new(&dataset(&[100]), 100).unwrap();
+        assert!(tiny.share(0, 2).is_some() && tiny.share(1, 2).is_none(), "one slice, two validators");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::api::{ExperimentInfo, HeadInfo, LeaseGrant, LeaseRequest};
 use crate::head::{Attestation, Head};
 use crate::proposal::{Proposal, ReduceRequest};
 use crate::update::Update;
+use crate::lease::Lease;
 use crate::{BlobId, LeaseId, Signed};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,10 @@ pub enum Request {
     /// `len` bytes of a blob from `offset` (a chunk of a shard being synced). Answered with
     /// [`Response::Blob`]; the asker checks the bytes against the chunk hashes it knows.
     BlobRange { blob: BlobId, offset: u64, len: u32 },
+    /// A validator tells the round's coordinator of a lease it issued (from its share of the
+    /// slice plan), so the coordinator takes its update and waits for it. Answered with
+    /// [`Response::Registered`].
+    RegisterLease(Box<Signed<Lease>>),
 }
 
 /// One peer in the seed's directory, with the listen addresses it reported (identify).
@@ -81,6 +86,7 @@ pub enum Response {
     /// A reducer's aggregate of the inputs it was sent.
     Proposal(Box<Signed<Proposal>>),
     Peers(Vec<DirectoryEntry>),
+    Registered,
     #[serde(with = "serde_bytes_vec")]
     Blob(Vec<u8>),
     Error(String),

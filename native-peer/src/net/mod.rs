@@ -6,8 +6,12 @@
 //! carry [`Announcement`]s; request-response `/bonfire/rpc/1` (CBOR) carries [`Request`] /
 //! [`Response`] (experiment, head, lease, blob by id, head by round, attest).
 //!
-//! Transports: TCP and QUIC (v1) for native peers, WebSocket for browser workers; TCP and
-//! WebSocket with noise and yamux (QUIC brings its own encryption and multiplexing).
+//! Transports: TCP and QUIC (v1) for native peers, WebRTC-direct and WebSocket for browser
+//! workers; TCP and WebSocket with noise and yamux (QUIC and WebRTC bring their own encryption
+//! and multiplexing). Only a peer given a WebRTC certificate (the seed) has WebRTC-direct.
+
+mod small_writes;
+pub mod webrtc;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -27,7 +31,7 @@ pub use protocol::wire::{heads_topic, updates_topic, Announcement, AttestRequest
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     gossipsub: gossipsub::Behaviour,
-    rpc: request_response::cbor::Behaviour<Request, Response>,
+    rpc: request_response::Behaviour<small_writes::SmallWrites>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -65,13 +69,19 @@ pub struct Client {
 }
 
 /// Builds the swarm for `identity` and spawns its event loop. `agent` names the role in
-/// identify (`bonfire/<version> <role>`), which the seed shows on its dashboard.
-pub async fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Receiver<NetEvent>)> {
+/// identify (`bonfire/<version> <role>`), which the seed shows on its dashboard. With a
+/// certificate the peer can listen on WebRTC-direct (for browsers).
+pub async fn spawn(identity: &Identity, role: &str, webrtc: Option<webrtc::Certificate>) -> Result<(Client, mpsc::Receiver<NetEvent>)> {
     let agent = format!("bonfire/{} {role}", env!("CARGO_PKG_VERSION"));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
         .with_quic()
+        .with_other_transport(|key| match webrtc {
+            Some(certificate) => libp2p::core::transport::OptionalTransport::some(webrtc::transport(key, certificate)),
+            None => libp2p::core::transport::OptionalTransport::none(),
+        })
+        .map_err(|e| anyhow!("building the WebRTC transport: {e:?}"))?
         // The builder puts WebSocket after DNS; loopback and IP addresses never resolve.
         .with_dns()?
         .with_websocket(noise::Config::new, yamux::Config::default)
@@ -84,9 +94,11 @@ pub async fn spawn(identity: &Identity, role: &str) -> Result<(Client, mpsc::Rec
                 .map_err(|e| anyhow!("gossipsub config: {e}"))?;
             let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
                 .map_err(|e| anyhow!("gossipsub: {e}"))?;
-            let codec = request_response::cbor::codec::Codec::default()
-                .set_request_size_maximum(wire::MAX_REQUEST_BYTES)
-                .set_response_size_maximum(wire::MAX_RESPONSE_BYTES);
+            let codec = small_writes::SmallWrites(
+                request_response::cbor::codec::Codec::default()
+                    .set_request_size_maximum(wire::MAX_REQUEST_BYTES)
+                    .set_response_size_maximum(wire::MAX_RESPONSE_BYTES),
+            );
             let rpc = request_response::Behaviour::with_codec(
                 codec,
                 [(StreamProtocol::new(wire::RPC_PROTOCOL), ProtocolSupport::Full)],
@@ -397,11 +409,13 @@ pub fn serve_blob_range(store: &crate::store::BlobStore, id: &protocol::BlobId, 
     }
 }
 
-/// `quic`, `websocket` or `tcp`: what a connection to `addr` runs over.
+/// `quic`, `webrtc-direct`, `websocket` or `tcp`: what a connection to `addr` runs over.
 fn transport_of(addr: &Multiaddr) -> &'static str {
     use libp2p::multiaddr::Protocol;
     if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
         "quic"
+    } else if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+        "webrtc-direct"
     } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
         "websocket"
     } else {
@@ -453,6 +467,7 @@ mod tests {
         let name = |addr: &str| transport_of(&addr.parse().expect("a multiaddr"));
         assert_eq!(name("/ip4/127.0.0.1/tcp/4001"), "tcp");
         assert_eq!(name("/ip4/127.0.0.1/udp/4001/quic-v1"), "quic");
+        assert_eq!(name("/ip4/127.0.0.1/udp/4001/webrtc-direct"), "webrtc-direct");
         assert_eq!(name("/ip4/127.0.0.1/tcp/4002/ws"), "websocket");
         assert_eq!(name("/ip6/::1/tcp/4002/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"), "websocket");
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::metrics;
 
-use protocol::api::{HeadSummary, LeaseSummary, NetworkEvent};
+use protocol::api::{HeadSummary, LeaseGrant, LeaseSummary, NetworkEvent};
 use protocol::dataset::DatasetManifest;
 use protocol::experiment::ExperimentManifest;
 use protocol::head::{Contribution, Head, Metrics};
@@ -17,6 +17,34 @@ use protocol::merge;
 use protocol::proposal::ProposalInput;
 use protocol::update::{Runtime, Update};
 use protocol::{BlobId, HeadId, Identity, LeaseId, Signed, UnixMillis};
+
+/// The slices `issuer` leases: its share of `plan` by its place in the validator set (none
+/// for a peer outside it).
+pub fn issuer_share(plan: &SlicePlan, validators: &[String], issuer: &str) -> Option<SlicePlan> {
+    let index = validators.iter().position(|v| v == issuer)?;
+    plan.share(index, validators.len())
+}
+
+/// What a trainer needs with its lease: the checkpoint to start from, the slice's chunk hashes
+/// and the window's settings.
+pub fn grant_of(manifest: &ExperimentManifest, dataset: &DatasetManifest, checkpoint: BlobId, lease: Signed<Lease>) -> Result<LeaseGrant, String> {
+    let slice = lease.body.slice;
+    let shard = dataset.train_shard(slice.shard).map_err(|e| e.to_string())?;
+    let first_chunk = (slice.first_record / shard.chunk_records) as usize;
+    let chunks = slice.count.div_ceil(shard.chunk_records) as usize;
+    let chunk_hashes = shard.chunk_hashes.get(first_chunk..first_chunk + chunks).ok_or("the slice lies outside its shard")?.to_vec();
+    Ok(LeaseGrant {
+        lease_id: lease.id(),
+        checkpoint,
+        chunk_hashes,
+        chunk_records: shard.chunk_records,
+        record_bytes: dataset.layout.record_bytes,
+        batch_size: manifest.lease.batch_size,
+        local_steps: manifest.lease.local_steps,
+        learning_rate: manifest.lease.learning_rate,
+        lease,
+    })
+}
 
 /// How many recent events the dashboard gets.
 const RECENT_EVENTS: usize = 100;
@@ -54,7 +82,10 @@ pub struct Coordinator {
     identity: Identity,
     experiment: Signed<ExperimentManifest>,
     dataset: DatasetManifest,
+    /// The slices this validator issues: its share of `full_plan`.
     plan: SlicePlan,
+    /// The experiment's whole slice plan, which the validators share between them.
+    full_plan: SlicePlan,
     heads: Vec<Head>,
     head_params: Vec<f32>,
     next_slice: u64,
@@ -79,13 +110,16 @@ impl Coordinator {
         now: UnixMillis,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(!heads.is_empty(), "a coordinator needs at least the genesis head");
-        let plan = SlicePlan::new(&dataset, experiment.body.lease.examples)?;
+        let full_plan = SlicePlan::new(&dataset, experiment.body.lease.examples)?;
+        let plan = issuer_share(&full_plan, &experiment.body.validators, &identity.peer_id().to_string())
+            .unwrap_or_else(|| full_plan.clone());
         let next_slice = heads.iter().map(|h| h.contributions.len() as u64).sum();
         Ok(Self {
             identity,
             experiment,
             dataset,
             plan,
+            full_plan,
             heads,
             head_params,
             next_slice,
@@ -156,11 +190,13 @@ impl Coordinator {
             return Ok(existing.clone());
         }
         // A slice whose lease expired without an update (its holder vanished) is leased again
-        // before the plan moves on, so no data of the round is skipped.
+        // before the plan moves on, so no data of the round is skipped. Only slices of our own
+        // share: another validator's slices are its to lease again.
         let orphaned = self
             .leases
             .values()
             .filter(|l| !l.body.is_live(now) && !self.submitted.contains(&l.id()) && !self.reissued.contains(&l.id()))
+            .filter(|l| self.plan.contains(&l.body.slice))
             .min_by_key(|l| l.body.expires_at)
             .map(|l| (l.id(), l.body.slice));
         let slice = match orphaned {
@@ -191,6 +227,52 @@ impl Coordinator {
         Ok(lease)
     }
 
+    /// Takes a lease another validator issued for the open round, so its update is accepted
+    /// and the round waits for it. It must be signed by its issuer, a validator of the
+    /// experiment, for the open round on the current head, no longer than a lease lives, and
+    /// over a slice of the issuer's share that no other lease of the round holds or has used.
+    pub fn register_lease(&mut self, lease: Signed<Lease>, now: UnixMillis) -> Result<(), String> {
+        if self.closing {
+            return Err(LeaseRefusal::RoundClosing(self.open_round()).to_string());
+        }
+        let id = lease.id();
+        if self.leases.contains_key(&id) {
+            return Ok(());
+        }
+        let body = lease.verify().map_err(|e| format!("lease signature: {e}"))?;
+        let manifest = &self.experiment.body;
+        if body.issuer != lease.signer {
+            return Err(format!("the lease names issuer {} but is signed by {}", body.issuer, lease.signer));
+        }
+        let share = issuer_share(&self.full_plan, &manifest.validators, &lease.signer)
+            .ok_or_else(|| format!("{} is not a validator of {} (or has no share of its slices)", lease.signer, manifest.id))?;
+        if body.experiment != manifest.id || body.round != self.open_round() || body.base_head != self.head_id() {
+            return Err(format!(
+                "the lease is for round {} on head {}; the open round is {} on head {}",
+                body.round,
+                body.base_head.short(),
+                self.open_round(),
+                self.head_id().short()
+            ));
+        }
+        if !body.is_live(now) || body.expires_at.saturating_sub(body.issued_at) > manifest.lease.ttl_ms {
+            return Err("the lease has expired or lives longer than the experiment's leases".into());
+        }
+        if !share.contains(&body.slice) {
+            return Err(format!("slice {}:{} is not in {}'s share of the plan", body.slice.shard, body.slice.first_record, lease.signer));
+        }
+        // A slice is taken while a lease of the round holds it or once its update came: one
+        // update per slice and round, as the validators check in every proposal.
+        let taken = self.leases.values().any(|l| l.body.slice == body.slice && (l.body.is_live(now) || self.submitted.contains(&l.id())));
+        if taken {
+            return Err(format!("slice {}:{} is already leased in round {}", body.slice.shard, body.slice.first_record, self.open_round()));
+        }
+        metrics::inc("bonfire_leases_registered_total", "Leases other validators issued and registered here", &[]);
+        self.record(NetworkEvent::LeaseGranted { lease: LeaseSummary::of(&lease.body) });
+        self.leases.insert(id, lease);
+        Ok(())
+    }
+
     /// Screens an update on its real tensor and enters it into the open round. The error is
     /// the reason, recorded as an event too.
     pub fn ingest(&mut self, update: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<u32, String> {
@@ -214,20 +296,47 @@ impl Coordinator {
                 });
                 Ok(self.accepted.len() as u32)
             }
-            Err((kind, reason)) => {
-                metrics::inc("bonfire_updates_rejected_total", "Updates refused by screening, by reason", &[("reason", kind)]);
-                self.record(NetworkEvent::UpdateRejected {
-                    holder: update.body.holder.clone(),
-                    lease: Some(update.body.lease),
-                    reason: reason.clone(),
-                    at: now,
-                });
-                Err(reason)
-            }
+            Err((kind, reason)) => Err(self.reject(update, kind, reason, now)),
         }
     }
 
+    /// Whether `update` is already in the open round (announced again after a reconnect).
+    pub fn has_accepted(&self, update: &Signed<Update>) -> bool {
+        let id = update.id();
+        self.accepted.iter().any(|a| a.update.id() == id)
+    }
+
+    /// The checks an update passes before its delta is worth fetching: everything but the
+    /// tensor. A gossiped update that fails them costs no download; the rejection is recorded
+    /// as on ingest.
+    pub fn vet(&mut self, update: &Signed<Update>, now: UnixMillis) -> Result<(), String> {
+        match self.check_claims(update, now) {
+            Ok(_) => Ok(()),
+            Err((kind, reason)) => Err(self.reject(update, kind, reason, now)),
+        }
+    }
+
+    fn reject(&mut self, update: &Signed<Update>, kind: &'static str, reason: String, now: UnixMillis) -> String {
+        metrics::inc("bonfire_updates_rejected_total", "Updates refused by screening, by reason", &[("reason", kind)]);
+        self.record(NetworkEvent::UpdateRejected { holder: update.body.holder.clone(), lease: Some(update.body.lease), reason: reason.clone(), at: now });
+        reason
+    }
+
     fn screen(&self, signed: &Signed<Update>, delta_bytes: &[u8], now: UnixMillis) -> Result<AcceptedUpdate, (&'static str, String)> {
+        let lease = self.check_claims(signed, now)?;
+        let manifest = &self.experiment.body;
+        let update = &signed.body;
+        if BlobId::of(delta_bytes) != update.delta {
+            return Err(("hash", format!("delta bytes do not hash to the announced blob {}", update.delta.short())));
+        }
+        let delta = merge::decode_f32le(delta_bytes, manifest.model.parameter_count()).map_err(|e| ("shape", format!("delta shape: {e}")))?;
+        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| ("screening", format!("delta screening: {e}")))?;
+        Ok(AcceptedUpdate { update: signed.clone(), delta, examples: lease.body.slice.count })
+    }
+
+    /// Signature, experiment, round, lease, holder, expiry, base head, room, runtime and one
+    /// update per lease: the update's claims, checked against the open round. Returns its lease.
+    fn check_claims(&self, signed: &Signed<Update>, now: UnixMillis) -> Result<&Signed<Lease>, (&'static str, String)> {
         let update = signed.verify_by(&signed.body.holder).map_err(|e| ("signature", format!("signature: {e}")))?;
         let manifest = &self.experiment.body;
         if update.experiment != manifest.id {
@@ -259,12 +368,7 @@ impl Coordinator {
         if self.submitted.contains(&update.lease) {
             return Err(("duplicate", format!("lease {} already has an update", update.lease.short())));
         }
-        if BlobId::of(delta_bytes) != update.delta {
-            return Err(("hash", format!("delta bytes do not hash to the announced blob {}", update.delta.short())));
-        }
-        let delta = merge::decode_f32le(delta_bytes, manifest.model.parameter_count()).map_err(|e| ("shape", format!("delta shape: {e}")))?;
-        merge::screen(&delta, manifest.merge.max_delta_norm).map_err(|e| ("screening", format!("delta screening: {e}")))?;
-        Ok(AcceptedUpdate { update: signed.clone(), delta, examples: lease.body.slice.count })
+        Ok(lease)
     }
 
     /// Updates accepted in the open round.
@@ -443,6 +547,11 @@ mod tests {
     }
 
     fn fixture() -> Fixture {
+        fixture_with_validators(&[])
+    }
+
+    /// A coordinator whose experiment has `others` as validators besides itself.
+    fn fixture_with_validators(others: &[Identity]) -> Fixture {
         let validator = Identity::generate();
         let shard = |n: u32| ShardInfo::describe(&vec![0u8; n as usize * 785], 785, 10);
         let dataset = DatasetManifest {
@@ -459,7 +568,7 @@ mod tests {
             model: ModelSpec::Mlp { inputs: 4, hidden: 2, classes: 2 },
             lease: LeaseSpec { examples: 20, batch_size: 4, local_steps: 2, learning_rate: 0.01, ttl_ms: 1000 },
             merge: MergeSpec { min_updates: 2, max_updates: 3, round_deadline_ms: 5000, max_delta_norm: 100.0, outer_learning_rate: 1.0 },
-            validators: vec![validator.peer_id().to_string()],
+            validators: std::iter::once(&validator).chain(others).map(|v| v.peer_id().to_string()).collect(),
             quorum: 1,
             genesis: BlobId::of(b"genesis"),
         };
@@ -484,6 +593,57 @@ mod tests {
             steps: 2,
         });
         (update, bytes)
+    }
+
+    #[test]
+    fn validators_issue_leases_from_their_own_shares_and_the_coordinator_takes_only_those() {
+        let second = Identity::generate();
+        let mut f = fixture_with_validators(&[second.clone()]);
+        let plan = SlicePlan::new(f.coordinator.dataset(), 20).unwrap(); // 9 slices
+        let ours = plan.share(0, 2).unwrap();
+        for _ in 0..3 {
+            let (_, lease) = trainer_lease(&mut f, 0);
+            assert!(ours.contains(&lease.body.slice), "the coordinator leases only from its own share");
+        }
+        let head = f.coordinator.head_id();
+        let lease_from = |issuer: &Identity, holder: &Identity, slice: u64, round: u64| {
+            issuer.sign(Lease {
+                experiment: "exp".into(),
+                round,
+                base_head: head,
+                slice: plan.slice(slice),
+                holder: holder.peer_id().to_string(),
+                runtime: Runtime::NativeBurn,
+                issued_at: 0,
+                expires_at: 1000,
+                issuer: issuer.peer_id().to_string(),
+            })
+        };
+        let (t1, t2) = (Identity::generate(), Identity::generate());
+        // Slice 1 is the second validator's: registered, and its update is merged.
+        let theirs = lease_from(&second, &t1, 1, 1);
+        f.coordinator.register_lease(theirs.clone(), 10).unwrap();
+        f.coordinator.register_lease(theirs.clone(), 10).unwrap(); // again: no change
+        let (update, bytes) = update_for(&t1, &theirs, &[0.1; PARAMS]);
+        f.coordinator.ingest(&update, &bytes, 20).unwrap();
+        // The same slice to someone else in the same round, a slice of our share, an outsider's
+        // lease, and a lease for another round are all refused.
+        f.coordinator.register_lease(lease_from(&second, &t2, 3, 1), 10).expect("slice 3 is theirs too");
+        let twice = f.coordinator.register_lease(lease_from(&second, &Identity::generate(), 3, 1), 10).unwrap_err();
+        assert!(twice.contains("already leased"), "{twice}");
+        let not_theirs = f.coordinator.register_lease(lease_from(&second, &t2, 0, 1), 10).unwrap_err();
+        assert!(not_theirs.contains("share"), "{not_theirs}");
+        let outsider = f.coordinator.register_lease(lease_from(&Identity::generate(), &t2, 1, 1), 10).unwrap_err();
+        assert!(outsider.contains("not a validator"), "{outsider}");
+        let stale = f.coordinator.register_lease(lease_from(&second, &t2, 5, 7), 10).unwrap_err();
+        assert!(stale.contains("open round"), "{stale}");
+        let expired = f.coordinator.register_lease(lease_from(&second, &t2, 5, 1), 5000).unwrap_err();
+        assert!(expired.contains("expired"), "{expired}");
+        // Slice 1's update came: after its lease expired the slice is still spent for the round.
+        let mut again = lease_from(&second, &t2, 1, 1).body;
+        (again.issued_at, again.expires_at) = (1500, 2500);
+        let used = f.coordinator.register_lease(second.sign(again), 1600).unwrap_err();
+        assert!(used.contains("already leased"), "{used}");
     }
 
     fn trainer_lease(f: &mut Fixture, now: UnixMillis) -> (Identity, Signed<Lease>) {
@@ -628,6 +788,28 @@ mod tests {
         assert_eq!(again.body.slice, vanished.body.slice, "the orphaned slice comes first");
         let (_, next) = trainer_lease(&mut f, 1500);
         assert!(next.body.slice != vanished.body.slice && next.body.slice != live.body.slice, "and only once");
+    }
+
+    #[test]
+    fn vetting_refuses_a_bad_claim_before_any_delta_and_records_why() {
+        let mut f = fixture();
+        let (t1, l1) = trainer_lease(&mut f, 0);
+        let (good, bytes) = update_for(&t1, &l1, &[1.0; PARAMS]);
+        let events = f.coordinator.recent_events().len();
+        f.coordinator.vet(&good, 1).unwrap();
+        assert_eq!(f.coordinator.recent_events().len(), events, "passing the vetting records nothing");
+        // Someone else's update on t1's lease: refused without its delta, with the reason.
+        let intruder = Identity::generate();
+        let (forged, _) = update_for(&intruder, &l1, &[1.0; PARAMS]);
+        let why = f.coordinator.vet(&forged, 1).unwrap_err();
+        assert!(why.contains("held by"), "{why}");
+        assert!(matches!(f.coordinator.last_event(), Some(NetworkEvent::UpdateRejected { reason, .. }) if *reason == why));
+        // Once the update is in, the same claim is a duplicate; the seed recognises the same
+        // update announced again (after a reconnect) before vetting it.
+        assert!(!f.coordinator.has_accepted(&good));
+        f.coordinator.ingest(&good, &bytes, 2).unwrap();
+        assert!(f.coordinator.has_accepted(&good) && !f.coordinator.has_accepted(&forged));
+        assert!(f.coordinator.vet(&good, 3).unwrap_err().contains("already has an update"));
     }
 
     #[test]

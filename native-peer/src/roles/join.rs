@@ -23,7 +23,7 @@ pub struct Joined {
 /// experiment's heads, and fetches and checks the experiment's manifests.
 pub async fn join(identity: &Identity, role: &str, name: &str, bootstrap: &Multiaddr, experiment: &str) -> Result<Joined> {
     let seed = net::split_peer_addr(bootstrap)?;
-    let (net, events) = net::spawn(identity, role).await?;
+    let (net, events) = net::spawn(identity, role, None).await?;
     net.listen("/ip4/127.0.0.1/tcp/0".parse()?).await?;
     net.dial(bootstrap.clone()).await.with_context(|| format!("{name}: dialing the seed at {bootstrap}"))?;
     net.subscribe(net::heads_topic(experiment)).await?;

@@ -48,7 +48,10 @@ pub struct Listen {
     pub tcp: Multiaddr,
     /// Native peers (QUIC), if any.
     pub quic: Option<Multiaddr>,
-    /// Browser workers (WebSocket, e.g. `/ip4/127.0.0.1/tcp/0/ws`), if any.
+    /// WebRTC-direct (e.g. `/ip4/127.0.0.1/udp/0/webrtc-direct`), with the certificate kept in
+    /// the data directory, if any.
+    pub webrtc: Option<Multiaddr>,
+    /// Browser workers over WebSocket (e.g. `/ip4/127.0.0.1/tcp/0/ws`), if any.
     pub websocket: Option<Multiaddr>,
     /// Whether the edge's `POST /api/leases/{lease}/update` takes updates (the fallback for
     /// tabs without a peer connection). Off, browsers must deliver over libp2p.
@@ -96,7 +99,11 @@ impl Seed {
             Some(bytes) => resume(&identity, &db, &blobs, bundle, &bytes)?,
             None => create(&identity, &db, &blobs, bundle, settings, &device, &validation).await?,
         };
-        let (net, net_events) = net::spawn(&identity, "seed+validator").await?;
+        let certificate = match listen.webrtc {
+            Some(_) => Some(net::webrtc::load_or_create_certificate(dir)?),
+            None => None,
+        };
+        let (net, net_events) = net::spawn(&identity, "seed+validator", certificate).await?;
         let experiment = coordinator.manifest().id.clone();
         net.subscribe(net::updates_topic(&experiment)).await?;
         net.subscribe(net::heads_topic(&experiment)).await?;
@@ -104,6 +111,11 @@ impl Seed {
         let mut listen_addrs = vec![with_peer(net.listen(listen.tcp).await.context("listening for native peers")?)];
         if let Some(quic) = listen.quic {
             listen_addrs.push(with_peer(net.listen(quic).await.context("listening for native peers over QUIC")?));
+        }
+        if let Some(webrtc) = listen.webrtc {
+            // Not a browser address yet: Chromium has no RTCPeerConnection in Web Workers,
+            // where the tab's swarm runs (see docs/ARCHITECTURE.md, "Transports").
+            listen_addrs.push(with_peer(net.listen(webrtc).await.context("listening on WebRTC-direct")?));
         }
         let mut browser_addrs = Vec::new();
         if let Some(ws) = listen.websocket {
@@ -169,24 +181,8 @@ impl Seed {
     }
 
     fn lease_grant(&self, coordinator: &Coordinator, lease: Signed<Lease>) -> Result<LeaseGrant, EdgeError> {
-        let manifest = coordinator.manifest();
-        let shard = coordinator
-            .dataset()
-            .train_shard(lease.body.slice.shard)
-            .map_err(|e| EdgeError::Internal(e.to_string()))?;
-        let first_chunk = (lease.body.slice.first_record / shard.chunk_records) as usize;
-        let chunks = lease.body.slice.count.div_ceil(shard.chunk_records) as usize;
-        Ok(LeaseGrant {
-            lease_id: lease.id(),
-            checkpoint: coordinator.head().checkpoint,
-            chunk_hashes: shard.chunk_hashes[first_chunk..first_chunk + chunks].to_vec(),
-            chunk_records: shard.chunk_records,
-            record_bytes: coordinator.dataset().layout.record_bytes,
-            batch_size: manifest.lease.batch_size,
-            local_steps: manifest.lease.local_steps,
-            learning_rate: manifest.lease.learning_rate,
-            lease,
-        })
+        super::coordinator::grant_of(coordinator.manifest(), coordinator.dataset(), coordinator.head().checkpoint, lease)
+            .map_err(EdgeError::Internal)
     }
 
     fn grant(&self, experiment: &str, request: &LeaseRequest) -> Result<LeaseGrant, EdgeError> {
@@ -205,6 +201,20 @@ impl Seed {
             tracing::warn!("could not persist lease {}: {e:#}", lease.id().short());
         }
         self.lease_grant(&coordinator, lease)
+    }
+
+    /// A lease another validator issued, registered in the open round and persisted.
+    fn register_lease(&self, peer: PeerId, lease: Signed<Lease>) -> Result<(), EdgeError> {
+        if lease.signer != peer.to_string() {
+            return Err(EdgeError::Forbidden(format!("{peer} registered a lease signed by {}", lease.signer)));
+        }
+        let mut coordinator = self.coordinator();
+        coordinator.register_lease(lease.clone(), now_ms()).map_err(EdgeError::Conflict)?;
+        self.publish_last_event(&coordinator);
+        if let Err(e) = self.db.put_lease(&lease) {
+            tracing::warn!("could not persist lease {}: {e:#}", lease.id().short());
+        }
+        Ok(())
     }
 
     fn ingest(&self, submission: &UpdateSubmission) -> Result<UpdateReceipt, EdgeError> {
@@ -331,6 +341,7 @@ impl Seed {
             Request::Reduce(_) => Err(EdgeError::Forbidden("the seed asks reducers; it is not one".into())),
             Request::Peers => Ok(Response::Peers(self.directory())),
             Request::BlobRange { blob, offset, len } => Ok(net::serve_blob_range(&self.blobs, &blob, offset, len)),
+            Request::RegisterLease(lease) => self.register_lease(peer, *lease).map(|()| Response::Registered),
             Request::LeaseData(lease) => self.slice_records(&lease).map(|records| {
                 metrics::bytes_out("libp2p", records.len());
                 Response::Blob(records)
@@ -341,6 +352,20 @@ impl Seed {
 
     async fn fetch_and_ingest(&self, source: Option<PeerId>, update: Signed<protocol::update::Update>) -> Result<()> {
         let author: PeerId = update.body.holder.parse().context("update holder is not a peer id")?;
+        // The cheap checks first: an update for no lease of ours, a closed round or a stale
+        // head is refused without downloading its delta.
+        {
+            let mut coordinator = self.coordinator();
+            if coordinator.has_accepted(&update) {
+                tracing::debug!("update {} announced again; it is already in the round", update.id().short());
+                return Ok(());
+            }
+            let vetted = coordinator.vet(&update, now_ms());
+            if vetted.is_err() {
+                self.publish_last_event(&coordinator); // the rejection
+            }
+            vetted.map_err(anyhow::Error::msg).context("refused before fetching its delta")?;
+        }
         let from = source.unwrap_or(author);
         let delta = match self.net.request(from, Request::Blob(update.body.delta)).await? {
             Response::Blob(bytes) => bytes,
@@ -714,6 +739,15 @@ impl EdgeNode for Seed {
     }
 
     fn blob(&self, id: &BlobId) -> Result<Option<Vec<u8>>, EdgeError> {
+        // Whole shards are for peers that sync the dataset (chunk by chunk over libp2p); over
+        // HTTP a browser gets only its live lease's slice.
+        let dataset = self.coordinator().dataset().clone();
+        if dataset.validation.blob == *id || dataset.train.iter().any(|s| s.blob == *id) {
+            return Err(EdgeError::Forbidden(format!(
+                "blob {} is a dataset shard: shards are synced by peers over libp2p, and a lease's slice is at /api/leases/{{lease}}/data",
+                id.short()
+            )));
+        }
         let blob = self.blobs.get(id).map_err(|e| EdgeError::Internal(format!("{e:#}")))?;
         if let Some(bytes) = &blob {
             metrics::bytes_out("http", bytes.len());

@@ -20,6 +20,15 @@ use crate::metrics;
 use crate::store::BlobStore;
 use crate::workloads::{locate, Window, Workload, WorkloadKind};
 
+/// The update a trainer announced last, kept until a newer head makes it moot.
+struct Announced {
+    /// The round of the head it was trained on.
+    base_round: u64,
+    update: protocol::Signed<Update>,
+    /// [`Trainer::seed_links`] when it was announced.
+    seed_links: u64,
+}
+
 /// A running trainer.
 pub struct Trainer {
     identity: Identity,
@@ -30,9 +39,15 @@ pub struct Trainer {
     partial_dir: std::path::PathBuf,
     experiment: ExperimentInfo,
     heads: watch::Receiver<Option<HeadId>>,
+    /// How many connections to the seed have opened so far: a new one means the seed may have
+    /// restarted (and lost an announcement it had not fetched yet).
+    seed_links: watch::Receiver<u64>,
     /// Shared with the blocking task that trains (one window at a time).
     workload: Arc<Mutex<Box<dyn Workload>>>,
     runtime: Runtime,
+    /// The experiment's validators, which issue leases between them; asked in turn.
+    issuers: Vec<PeerId>,
+    next_issuer: std::sync::atomic::AtomicUsize,
     name: String,
 }
 
@@ -56,6 +71,10 @@ impl Trainer {
         let runtime = workload.runtime();
         tracing::info!("{name}: training with {}", workload.describe());
         let (head_tx, heads) = watch::channel(None);
+        let (links_tx, seed_links) = watch::channel(1);
+        let issuers: Vec<PeerId> = info.manifest.body.validators.iter().filter_map(|v| v.parse().ok()).collect();
+        // Trainers start at different validators, so the leases of a round spread over them.
+        let start = identity.peer_id().to_bytes().iter().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(*b as usize));
         let trainer = Arc::new(Self {
             identity,
             net,
@@ -64,18 +83,27 @@ impl Trainer {
             partial_dir: dir.join("partial"),
             experiment: info,
             heads,
+            seed_links,
             workload: Arc::new(Mutex::new(workload)),
             runtime,
+            issuers,
+            next_issuer: std::sync::atomic::AtomicUsize::new(start),
             name: name.to_string(),
         });
-        tokio::spawn(trainer.clone().handle_network(events, head_tx));
+        tokio::spawn(trainer.clone().handle_network(events, head_tx, links_tx));
         trainer.check_workload().await?;
         tracing::info!("{name} ({}) joined {experiment}", trainer.identity.peer_id());
         Ok(trainer)
     }
 
-    /// Serves our blobs (deltas) and follows gossiped heads.
-    async fn handle_network(self: Arc<Self>, mut events: mpsc::Receiver<NetEvent>, heads: watch::Sender<Option<HeadId>>) {
+    /// Serves our blobs (deltas), follows gossiped heads and counts connections to the seed.
+    async fn handle_network(
+        self: Arc<Self>,
+        mut events: mpsc::Receiver<NetEvent>,
+        heads: watch::Sender<Option<HeadId>>,
+        seed_links: watch::Sender<u64>,
+    ) {
+        let mut seed_lost = false;
         while let Some(event) = events.recv().await {
             match event {
                 NetEvent::Request { request: Request::Blob(id), channel, .. } => {
@@ -93,6 +121,14 @@ impl Trainer {
                         heads.send_replace(Some(head.id()));
                     }
                 }
+                NetEvent::PeerChanged { peer, connected, .. } if peer == self.seed => {
+                    // Identify repeats `connected: true`; only one after a loss is a new link.
+                    if !connected {
+                        seed_lost = true;
+                    } else if std::mem::take(&mut seed_lost) {
+                        seed_links.send_modify(|n| *n += 1);
+                    }
+                }
                 _ => {}
             }
         }
@@ -100,10 +136,10 @@ impl Trainer {
 
     /// Trains one window per head, forever (until the task is dropped).
     pub async fn run(self: Arc<Self>) {
-        let mut last_round = None;
+        let mut last = None;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.contribute_once(&mut last_round).await {
+            match self.contribute_once(&mut last).await {
                 Ok(()) => backoff = Duration::from_millis(200),
                 Err(e) => {
                     tracing::warn!("{}: {e:#}", self.name);
@@ -124,20 +160,46 @@ impl Trainer {
         }
     }
 
-    async fn contribute_once(&self, last_round: &mut Option<u64>) -> Result<()> {
+    async fn contribute_once(&self, last: &mut Option<Announced>) -> Result<()> {
         let head = self.current_head().await?;
-        if *last_round == Some(head.head.round) {
-            // Already trained on this head: wait for the next one (gossip, or poll as a fallback).
+        if let Some(announced) = last.as_mut().filter(|a| a.base_round == head.head.round) {
+            // Already trained on this head: wait for the next one (gossip, or poll as a
+            // fallback). If the seed connection is new since the announcement, the seed may
+            // have restarted before fetching the update: announce it again (an update the
+            // seed already has is ignored there).
+            let links = *self.seed_links.borrow();
+            if links != announced.seed_links {
+                tracing::info!(
+                    "{}: reconnected to the seed since announcing update {} of round {}; announcing it again",
+                    self.name,
+                    announced.update.id().short(),
+                    head.head.round + 1
+                );
+                self.announce(&announced.update).await?;
+                announced.seed_links = links;
+            }
             let mut heads = self.heads.clone();
             let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
             return Ok(());
         }
         let manifest = &self.experiment.manifest.body;
         let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: self.runtime };
-        let grant = match self.net.request(self.seed, Request::Lease { experiment: manifest.id.clone(), request }).await? {
-            Response::Lease(grant) => *grant,
-            other => bail!("unexpected answer to a lease request: {other:?}"),
+        // Each validator issues leases over its own share of the slices: ask them in turn (a
+        // refusal or an absent validator only costs a retry with the next one).
+        let issuer = match self.issuers.len() {
+            0 => self.seed,
+            n => self.issuers[self.next_issuer.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n],
         };
+        if let Err(e) = self.net.locate(self.seed, issuer).await {
+            tracing::debug!("{}: could not look up validator {issuer}: {e:#}", self.name);
+        }
+        let grant = match self.net.request(issuer, Request::Lease { experiment: manifest.id.clone(), request }).await? {
+            Response::Lease(grant) => *grant,
+            other => bail!("unexpected answer to a lease request from {issuer}: {other:?}"),
+        };
+        if grant.lease.signer != issuer.to_string() {
+            bail!("validator {issuer} handed out a lease signed by {}", grant.lease.signer);
+        }
         let lease = grant.lease.verify().context("the lease's signature is invalid")?.clone();
         if !manifest.validators.contains(&grant.lease.signer) {
             bail!("lease signed by {}, who is not a validator of this experiment", grant.lease.signer);
@@ -175,10 +237,12 @@ impl Trainer {
         metrics::add("bonfire_examples_trained_total", "Examples processed in training windows", &[], result.examples as f64);
         metrics::set("bonfire_window_seconds", "Wall time of the last training window", &[], seconds);
         metrics::set("bonfire_window_compute_seconds", "Compute time of the last training window", &[], result.compute_seconds);
+        let seed_links = *self.seed_links.borrow();
         self.announce(&update).await?;
         // The lease's base head, not the head fetched before asking: a head promoted in between
         // would otherwise make us train the same (returned) lease twice.
-        *last_round = Some(lease.round.checked_sub(1).context("a lease for round 0 (the genesis) is invalid")?);
+        let base_round = lease.round.checked_sub(1).context("a lease for round 0 (the genesis) is invalid")?;
+        *last = Some(Announced { base_round, update, seed_links });
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! A validator in its own process: it follows the certified heads, and when a reducer asks it
-//! to attest to a proposal it checks everything again itself (inputs against their signed
+//! A validator in its own process: it follows the certified heads, issues leases over its share
+//! of the slice plan (registering each with the round's coordinator), and when asked to attest
+//! to a proposal it checks everything again itself (inputs against their signed
 //! leases, the real deltas, the recomputed checkpoint, its own evaluation on the held-out shard)
 //! before it signs. A head needs a quorum of such attestations, so no single process, the seed
 //! included, can promote a head alone.
@@ -8,18 +9,21 @@
 //! there and catches up on heads it missed from the seed, checking each certificate and
 //! checkpoint hash on the way.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context, Result};
 use burn::prelude::Device;
 use libp2p::{Multiaddr, PeerId};
-use protocol::api::ExperimentInfo;
+use protocol::api::{ExperimentInfo, LeaseGrant, LeaseRequest};
+use protocol::lease::{Lease, SlicePlan};
 use protocol::head::{Attestation, Head};
-use protocol::{merge, BlobId, HeadId, Identity, Signed};
+use protocol::{merge, BlobId, HeadId, Identity, LeaseId, Signed, UnixMillis};
 use tokio::sync::mpsc;
 use workload::data::Examples;
 
+use super::coordinator::{grant_of, issuer_share};
 use super::{attest, gossiped};
 use crate::metrics;
 use crate::net::{self, Announcement, AttestRequest, Client, NetEvent, Request, Response};
@@ -29,6 +33,42 @@ use crate::store::{BlobStore, Db};
 struct Tip {
     head: Head,
     params: Vec<f32>,
+}
+
+/// The leases this validator issued on its tip, and where it is in its share of the plan.
+#[derive(Default)]
+struct Issued {
+    base: Option<HeadId>,
+    next: u64,
+    /// Every lease issued on `base`, by id.
+    leases: HashMap<LeaseId, Signed<Lease>>,
+    /// Leases whose update was announced on the updates topic.
+    delivered: HashSet<LeaseId>,
+    /// Expired, undelivered leases whose slice was leased again (once each).
+    reissued: HashSet<LeaseId>,
+}
+
+impl Issued {
+    /// Starts over on a new tip: leases of the old one are spent either way.
+    fn on_tip(&mut self, base: HeadId) {
+        if self.base != Some(base) {
+            *self = Issued { base: Some(base), next: self.next, ..Issued::default() };
+        }
+    }
+
+    /// `holder`'s live lease with no update yet, to hand back when it asks again.
+    fn live_for(&self, holder: &str, now: UnixMillis) -> Option<&Signed<Lease>> {
+        self.leases.values().find(|l| l.body.holder == holder && l.body.is_live(now) && !self.delivered.contains(&l.id()))
+    }
+
+    /// The oldest expired lease whose update never came (its holder vanished): its slice is
+    /// leased again before the plan moves on.
+    fn orphaned(&self, now: UnixMillis) -> Option<&Signed<Lease>> {
+        self.leases
+            .values()
+            .filter(|l| !l.body.is_live(now) && !self.delivered.contains(&l.id()) && !self.reissued.contains(&l.id()))
+            .min_by_key(|l| l.body.expires_at)
+    }
 }
 
 /// A running validator.
@@ -45,6 +85,9 @@ pub struct Validator {
     /// Held while a proposal is checked: one at a time, so a flood of proposals cannot fan out
     /// into parallel fetches and evaluations.
     attesting: tokio::sync::Mutex<()>,
+    /// This validator's share of the slice plan (none when no slice falls to it).
+    plan: Option<SlicePlan>,
+    issued: tokio::sync::Mutex<Issued>,
     name: String,
 }
 
@@ -63,6 +106,8 @@ impl Validator {
         let db = Db::open(&dir.join("bonfire.redb"))?;
         let super::join::Joined { net, events, seed, experiment: info } =
             super::join::join(&identity, "validator", name, &bootstrap, experiment).await?;
+        // Update announcements tell which of our leases were used.
+        net.subscribe(net::updates_topic(experiment)).await?;
         let me = identity.peer_id().to_string();
         ensure!(
             info.manifest.body.validators.contains(&me),
@@ -100,6 +145,12 @@ impl Validator {
                 Tip { head, params }
             }
         };
+        let plan = SlicePlan::new(&info.dataset, info.manifest.body.lease.examples)?;
+        let plan = issuer_share(&plan, &info.manifest.body.validators, &me);
+        let next = match db.meta("next_slice")? {
+            Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into().context("the stored slice position is corrupt")?),
+            None => 0,
+        };
         let validator = Arc::new(Self {
             identity,
             net,
@@ -111,6 +162,8 @@ impl Validator {
             device: Device::flex(),
             tip: tokio::sync::Mutex::new(tip),
             attesting: tokio::sync::Mutex::new(()),
+            plan,
+            issued: tokio::sync::Mutex::new(Issued { next, ..Issued::default() }),
             name: name.into(),
         });
         tokio::spawn(validator.clone().handle_network(events));
@@ -144,8 +197,25 @@ impl Validator {
                 NetEvent::Request { request: Request::BlobRange { blob, offset, len }, channel, .. } => {
                     let _ = self.net.respond(channel, net::serve_blob_range(&self.blobs, &blob, offset, len)).await;
                 }
+                NetEvent::Request { peer, request: Request::Lease { experiment, request }, channel } => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let response = match me.lease(peer, &experiment, &request).await {
+                            Ok(grant) => Response::Lease(Box::new(grant)),
+                            Err(e) => Response::Error(format!("{e:#}")),
+                        };
+                        let _ = me.net.respond(channel, response).await;
+                    });
+                }
                 NetEvent::Request { channel, .. } => {
-                    let _ = self.net.respond(channel, Response::Error("validators answer attest and blob requests".into())).await;
+                    let _ = self.net.respond(channel, Response::Error("validators answer attest, lease and blob requests".into())).await;
+                }
+                NetEvent::Announcement { announcement: Announcement::Update(update), .. } => {
+                    // Only to know which of our leases were used (an unused one's slice is
+                    // leased again when it expires); the seed screens the update itself.
+                    if update.verify().is_ok() {
+                        self.issued.lock().await.delivered.insert(update.body.lease);
+                    }
                 }
                 NetEvent::Announcement { source, announcement: Announcement::Head(head) } => {
                     if !gossiped::certified(&self.name, &self.experiment.manifest, source, &head) {
@@ -230,6 +300,69 @@ impl Validator {
             checked.attestation.metrics.val_accuracy * 100.0
         );
         Ok(self.identity.sign(checked.attestation))
+    }
+
+    /// Issues `peer` a lease over the next slice of our share, on our tip, and registers it with
+    /// the round's coordinator (the seed) before handing it out: a lease the coordinator does
+    /// not know would not be merged. A holder asking again on the same tip gets its live lease
+    /// back; the slice of a lease that expired unused is leased again first. A refused
+    /// registration (the round is closing, our tip is behind, the slice was used after all)
+    /// costs no slice of the plan.
+    async fn lease(&self, peer: PeerId, experiment: &str, request: &LeaseRequest) -> Result<LeaseGrant> {
+        let manifest = &self.experiment.manifest.body;
+        ensure!(request.holder == peer.to_string(), "{peer} asked for a lease for another peer");
+        ensure!(experiment == manifest.id, "no experiment `{experiment}` here (this validator validates `{}`)", manifest.id);
+        let plan = self.plan.as_ref().context("no slice of the plan falls to this validator")?;
+        let (base, round, checkpoint) = {
+            let tip = self.tip.lock().await;
+            (tip.head.id(), tip.head.round + 1, tip.head.checkpoint)
+        };
+        let mut issued = self.issued.lock().await;
+        issued.on_tip(base);
+        let now = crate::now_ms();
+        if let Some(lease) = issued.live_for(&request.holder, now) {
+            let lease = lease.clone();
+            self.register(&lease).await?;
+            return grant_of(manifest, &self.experiment.dataset, checkpoint, lease).map_err(anyhow::Error::msg);
+        }
+        let orphaned = issued.orphaned(now).map(|l| (l.id(), l.body.slice));
+        let slice = match orphaned {
+            Some((_, slice)) => slice,
+            None => plan.slice(issued.next),
+        };
+        let lease = self.identity.sign(Lease {
+            experiment: manifest.id.clone(),
+            round,
+            base_head: base,
+            slice,
+            holder: request.holder.clone(),
+            runtime: request.runtime,
+            issued_at: now,
+            expires_at: now + manifest.lease.ttl_ms,
+            issuer: self.identity.peer_id().to_string(),
+        });
+        let registered = self.register(&lease).await;
+        if let Some((expired, _)) = orphaned {
+            // Leased again, or refused because its update did reach the seed: either way done.
+            issued.reissued.insert(expired);
+        }
+        registered?;
+        if orphaned.is_none() {
+            issued.next += 1;
+            self.db.set_meta("next_slice", &issued.next.to_le_bytes())?;
+        }
+        issued.leases.insert(lease.id(), lease.clone());
+        metrics::inc("bonfire_leases_granted_total", "Leases granted, by runtime", &[("runtime", request.runtime.label())]);
+        grant_of(manifest, &self.experiment.dataset, checkpoint, lease).map_err(anyhow::Error::msg)
+    }
+
+    /// Registers one of our leases with the round's coordinator (the seed).
+    async fn register(&self, lease: &Signed<Lease>) -> Result<()> {
+        match self.net.request(self.seed, Request::RegisterLease(Box::new(lease.clone()))).await? {
+            Response::Registered => Ok(()),
+            Response::Error(e) => bail!("the seed refused the lease: {e}"),
+            other => bail!("the seed answered {other:?} to a lease registration"),
+        }
     }
 
     /// Adopts a gossiped head (its certificate already checked) that extends ours, or catches up

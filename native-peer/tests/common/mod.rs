@@ -75,7 +75,7 @@ pub fn up(data: &Path, dataset: &Path, trainers: usize, extra: &[&str]) -> Netwo
         .arg(dataset)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log_to("up"))
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -91,6 +91,20 @@ pub fn up(data: &Path, dataset: &Path, trainers: usize, extra: &[&str]) -> Netwo
     Network { child, base }
 }
 
+/// Where a child's stderr goes: `$BONFIRE_TEST_LOGS/<name>.log` when that is set (to read what
+/// a failing multi-process test's processes said), nowhere otherwise.
+pub fn log_to(name: &str) -> Stdio {
+    match std::env::var_os("BONFIRE_TEST_LOGS") {
+        Some(dir) => {
+            let _ = std::fs::create_dir_all(&dir);
+            let path = PathBuf::from(dir).join(format!("{name}-{}.log", std::process::id()));
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+            Stdio::from(file)
+        }
+        None => Stdio::null(),
+    }
+}
+
 /// A running `bonfire seed` (killed on drop) and what it printed up to the edge's address.
 pub fn seed_process(data: &Path, dataset: &Path, extra: &[&str]) -> (Network, Vec<String>) {
     let mut child = Command::new(BIN)
@@ -100,7 +114,7 @@ pub fn seed_process(data: &Path, dataset: &Path, extra: &[&str]) -> (Network, Ve
         .arg(dataset)
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log_to("seed"))
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -295,7 +309,7 @@ pub fn spawn_role(role: &str, dir: &Path, bootstrap: &str, name: &str, extra: &[
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_to(name))
             .spawn()
             .unwrap(),
     )

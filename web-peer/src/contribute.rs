@@ -436,6 +436,16 @@ impl Session {
             return;
         }
         let update_id = pending.submission.update.id();
+        // Heads can come faster than this tab looks (the newest one heard wins): when its
+        // round's head went by unseen, ask for that head rather than guess.
+        let round_head = match (&self.link.peer, pending.round < head.round) {
+            (Some(peer), true) => match peer.request(Request::HeadAt { experiment: self.manifest_id(), round: pending.round }).await {
+                Ok(Response::Head(info)) if info.head.verify_for(&self.experiment.manifest).is_ok() => Some(info.head),
+                _ => None,
+            },
+            _ => None,
+        };
+        let head = round_head.as_ref().unwrap_or(head);
         if pending.round == head.round && head.contributions.iter().any(|c| c.update == update_id) {
             let via = pending.announced_via.clone().unwrap_or_else(|| "http-fallback".into());
             self.accepted(pending.round, update_id.to_hex(), &via).await;

@@ -68,9 +68,21 @@ fn an_http_peer_leases_trains_and_gets_merged_and_bad_updates_are_refused_with_r
     wait_for_round(&net, 1);
     let http = client();
     let me = Identity::generate();
-    let request = LeaseRequest { holder: me.peer_id().to_string(), runtime: Runtime::Browser };
+    // Asking in another peer's name: without a proof, or with a proof signed by someone else.
+    let leases = format!("{}/api/experiments/mnist-mlp/leases", net.base);
+    let unproven = LeaseRequest { holder: me.peer_id().to_string(), runtime: Runtime::Browser, proof: None };
+    let refused = http.post(&leases).json(&unproven).send().unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().unwrap().contains("needs `proof`"));
+    let stranger = Identity::generate();
+    let mut forged = LeaseRequest::signed(&stranger, "mnist-mlp", Runtime::Browser, now_ms());
+    forged.holder = me.peer_id().to_string();
+    let refused = http.post(&leases).json(&forged).send().unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().unwrap().contains("not signed by its holder"));
     // 409 means the round is being merged right now: ask again, as the browser does.
     let grant: LeaseGrant = loop {
+        let request = LeaseRequest::signed(&me, "mnist-mlp", Runtime::Browser, now_ms());
         let response = http.post(format!("{}/api/experiments/mnist-mlp/leases", net.base)).json(&request).send().unwrap();
         if response.status() != 409 {
             break response.json().unwrap();

@@ -21,7 +21,7 @@ use crate::dataset::DatasetManifest;
 use crate::experiment::ExperimentManifest;
 use crate::head::{Head, Metrics};
 use crate::ids::{BlobId, HeadId, LeaseId, UpdateId};
-use crate::lease::Lease;
+use crate::lease::{Lease, LeaseAsk};
 use crate::signing::{b64, Signed};
 use crate::update::{Runtime, Update};
 use crate::UnixMillis;
@@ -67,6 +67,18 @@ pub struct LeaseRequest {
     /// The peer id that will sign the update.
     pub holder: String,
     pub runtime: Runtime,
+    /// The holder's signature over the ask: required by the edge's HTTP route, which cannot
+    /// otherwise tell who is asking; not needed over libp2p (the connection is authenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<Signed<LeaseAsk>>,
+}
+
+impl LeaseRequest {
+    /// A request signed by `identity`, as the HTTP route wants it.
+    pub fn signed(identity: &crate::Identity, experiment: &str, runtime: Runtime, now: crate::UnixMillis) -> Self {
+        let proof = identity.sign(LeaseAsk { experiment: experiment.into(), runtime, asked_at: now });
+        Self { holder: identity.peer_id().to_string(), runtime, proof: Some(proof) }
+    }
 }
 
 /// A granted lease and how to get its inputs.

@@ -57,6 +57,48 @@ impl Signed<Lease> {
     }
 }
 
+/// How far a [`LeaseAsk`]'s time may be from the edge's clock, either way.
+pub const LEASE_ASK_SKEW_MS: UnixMillis = 5 * 60 * 1000;
+
+/// A peer's signed request for a lease: on a route that does not authenticate the peer itself
+/// (the edge's HTTP API), it shows that the asker holds the key of the holder it names, so
+/// nobody can take slices in another peer's name. Over libp2p the connection already proves it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseAsk {
+    pub experiment: String,
+    pub runtime: Runtime,
+    /// When it was signed (an old ask cannot be replayed for long).
+    pub asked_at: UnixMillis,
+}
+
+impl Signable for LeaseAsk {
+    const DOMAIN: &'static str = "lease-ask";
+}
+
+impl Signed<LeaseAsk> {
+    /// Checks the ask is `holder`'s, for `experiment` and `runtime`, and signed within
+    /// [`LEASE_ASK_SKEW_MS`] of `now`. The error says which.
+    pub fn check(&self, experiment: &str, holder: &str, runtime: Runtime, now: UnixMillis) -> Result<(), String> {
+        let ask = self.verify_by(holder).map_err(|e| format!("the lease request's proof is not signed by its holder {holder}: {e}"))?;
+        if ask.experiment != experiment || ask.runtime != runtime {
+            return Err(format!(
+                "the lease request's proof is for experiment `{}` ({}), not `{experiment}` ({})",
+                ask.experiment,
+                ask.runtime.label(),
+                runtime.label()
+            ));
+        }
+        if ask.asked_at.abs_diff(now) > LEASE_ASK_SKEW_MS {
+            return Err(format!(
+                "the lease request's proof was signed {} s away from the edge's clock (at most {} s)",
+                ask.asked_at.abs_diff(now) / 1000,
+                LEASE_ASK_SKEW_MS / 1000
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Cuts the training shards into chunk-aligned slices of about `examples` records and hands
 /// them out in a fixed order, so consecutive leases cover distinct data.
 #[derive(Clone, Debug)]
@@ -182,5 +224,20 @@ mod tests {
         other.slice.first_record = 50;
         assert_ne!(lease.id(), other.id());
         assert!(lease.is_live(1) && !lease.is_live(2));
+    }
+
+    #[test]
+    fn a_lease_ask_proves_its_holder_and_is_bound_to_experiment_runtime_and_time() {
+        let me = crate::Identity::generate();
+        let holder = me.peer_id().to_string();
+        let now = 1_000_000_000;
+        let ask = me.sign(LeaseAsk { experiment: "e".into(), runtime: Runtime::Browser, asked_at: now });
+        ask.check("e", &holder, Runtime::Browser, now + LEASE_ASK_SKEW_MS).unwrap();
+        let stranger = crate::Identity::generate().peer_id().to_string();
+        assert!(ask.check("e", &stranger, Runtime::Browser, now).unwrap_err().contains("not signed by its holder"));
+        assert!(ask.check("f", &holder, Runtime::Browser, now).unwrap_err().contains("not `f`"));
+        assert!(ask.check("e", &holder, Runtime::NativeBurn, now).unwrap_err().contains("not `e`"));
+        assert!(ask.check("e", &holder, Runtime::Browser, now + LEASE_ASK_SKEW_MS + 1).unwrap_err().contains("clock"));
+        assert!(ask.check("e", &holder, Runtime::Browser, now - LEASE_ASK_SKEW_MS - 1).unwrap_err().contains("clock"));
     }
 }

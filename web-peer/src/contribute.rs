@@ -476,9 +476,9 @@ impl Session {
 
     /// A lease in the open round, or `None` when the seed grants none right now.
     async fn lease(&self, round: u64) -> Result<Option<LeaseGrant>, String> {
-        let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: Runtime::Browser };
         let id = self.manifest_id();
         if let Some(peer) = &self.link.peer {
+            let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: Runtime::Browser, proof: None };
             return match peer.request(Request::Lease { experiment: id, request }).await {
                 Ok(Response::Lease(grant)) => Ok(Some(*grant)),
                 Ok(other) => Err(format!("asked the seed for a lease, got {other:?}")),
@@ -490,6 +490,8 @@ impl Session {
                 Err(why) => Err(why),
             };
         }
+        // Over HTTP the edge cannot see who asks: the request carries the holder's signature.
+        let request = LeaseRequest::signed(&self.identity, &id, Runtime::Browser, js_sys::Date::now() as u64);
         match self.edge.lease(&id, &request).await {
             Ok(grant) => Ok(Some(grant)),
             Err(EdgeFailure::Refused { status: 409, .. }) => Ok(None),

@@ -706,6 +706,11 @@ impl EdgeNode for Seed {
     }
 
     fn grant_lease(&self, experiment: &str, request: LeaseRequest) -> Result<LeaseGrant, EdgeError> {
+        // Over HTTP nothing else shows the asker holds the holder's key.
+        let proof = request.proof.as_ref().ok_or_else(|| {
+            EdgeError::Forbidden("a lease request over HTTP needs `proof`: the holder's signed LeaseAsk (experiment, runtime, asked_at)".into())
+        })?;
+        proof.check(experiment, &request.holder, request.runtime, now_ms()).map_err(EdgeError::Forbidden)?;
         let grant = self.grant(experiment, &request)?;
         if request.runtime == Runtime::Browser {
             self.touch_peer(&grant.lease.body.holder, "browser", "http-fallback");

@@ -183,7 +183,7 @@ impl Trainer {
             return Ok(());
         }
         let manifest = &self.experiment.manifest.body;
-        let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: self.runtime };
+        let request = LeaseRequest { holder: self.identity.peer_id().to_string(), runtime: self.runtime, proof: None };
         // Each validator issues leases over its own share of the slices: ask them in turn (a
         // refusal or an absent validator only costs a retry with the next one).
         let issuer = match self.issuers.len() {

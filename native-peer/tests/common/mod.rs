@@ -228,10 +228,15 @@ impl Drop for Killed {
     }
 }
 
+/// This machine's clock, as the edge reads it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// Leases over HTTP for a fresh peer, retrying while the round is being merged (409).
 pub fn lease_for(net: &Network, who: &Identity) -> LeaseGrant {
-    let request = LeaseRequest { holder: who.peer_id().to_string(), runtime: Runtime::Browser };
     loop {
+        let request = LeaseRequest::signed(who, "mnist-mlp", Runtime::Browser, now_ms());
         let response = client().post(format!("{}/api/experiments/mnist-mlp/leases", net.base)).json(&request).send().unwrap();
         if response.status() != 409 {
             assert!(response.status().is_success(), "lease refused: {}", response.status());

@@ -63,7 +63,10 @@ enum Command {
 /// A handle to the network event loop.
 #[derive(Clone)]
 pub struct Client {
-    commands: mpsc::Sender<Command>,
+    /// Unbounded, so the cycle "the loop waits to hand a role an event while the role waits to
+    /// hand the loop a command" cannot form: a command never waits. (Events stay bounded, so a
+    /// slow role still slows the swarm down.)
+    commands: mpsc::UnboundedSender<Command>,
     /// Peers whose addresses came from a directory (see [`Client::locate`]).
     located: std::sync::Arc<std::sync::Mutex<HashSet<PeerId>>>,
 }
@@ -112,7 +115,7 @@ pub async fn spawn(identity: &Identity, role: &str, webrtc: Option<webrtc::Certi
         .map_err(|e| anyhow!("building the libp2p behaviour: {e:?}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
         .build();
-    let (commands, command_rx) = mpsc::channel(256);
+    let (commands, command_rx) = mpsc::unbounded_channel();
     let (events, event_rx) = mpsc::channel(256);
     tokio::spawn(EventLoop::new(swarm, command_rx, events).run());
     Ok((Client { commands, located: Default::default() }, event_rx))
@@ -121,7 +124,7 @@ pub async fn spawn(identity: &Identity, role: &str, webrtc: Option<webrtc::Certi
 impl Client {
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| anyhow!("the network event loop has stopped"))?;
+        self.commands.send(make(tx)).map_err(|_| anyhow!("the network event loop has stopped"))?;
         rx.await.map_err(|_| anyhow!("the network event loop dropped the request"))
     }
 
@@ -137,7 +140,7 @@ impl Client {
 
     /// Subscribes to a gossip topic.
     pub async fn subscribe(&self, topic: String) -> Result<()> {
-        self.commands.send(Command::Subscribe { topic }).await.map_err(|_| anyhow!("the network event loop has stopped"))
+        self.commands.send(Command::Subscribe { topic }).map_err(|_| anyhow!("the network event loop has stopped"))
     }
 
     /// Publishes an announcement on a topic.
@@ -185,7 +188,7 @@ impl Client {
         for entry in entries {
             let Ok(id) = entry.peer_id.parse::<PeerId>() else { continue };
             for addr in entry.addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
-                let _ = self.commands.send(Command::AddAddress { peer: id, addr }).await;
+                let _ = self.commands.send(Command::AddAddress { peer: id, addr });
             }
             self.located.lock().expect("lock").insert(id);
             peers.push((id, entry.role));
@@ -198,13 +201,13 @@ impl Client {
         if let Response::Blob(bytes) = &response {
             crate::metrics::bytes_out("libp2p", bytes.len());
         }
-        self.commands.send(Command::Respond { channel, response }).await.map_err(|_| anyhow!("the network event loop has stopped"))
+        self.commands.send(Command::Respond { channel, response }).map_err(|_| anyhow!("the network event loop has stopped"))
     }
 }
 
 struct EventLoop {
     swarm: Swarm<Behaviour>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<NetEvent>,
     pending_requests: HashMap<OutboundRequestId, oneshot::Sender<Result<Response>>>,
     pending_dials: HashMap<libp2p::swarm::ConnectionId, oneshot::Sender<Result<()>>>,
@@ -218,7 +221,7 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(swarm: Swarm<Behaviour>, commands: mpsc::Receiver<Command>, events: mpsc::Sender<NetEvent>) -> Self {
+    fn new(swarm: Swarm<Behaviour>, commands: mpsc::UnboundedReceiver<Command>, events: mpsc::Sender<NetEvent>) -> Self {
         Self {
             swarm,
             commands,

@@ -4,7 +4,7 @@
 // Writes OUT/summary.json (and OUT/bonfire.log, OUT/browser.log) and prints the summary.
 //
 //   node playwright/e2e.mjs --out DIR [--rounds 20] [--backend cpu|webgpu|auto] [--port 0]
-//                           [--python-trainers 0] [--transport auto|http]
+//                           [--python-trainers 0] [--transport auto|webrtc|websocket|http]
 //
 // Needs BONFIRE_BIN, BONFIRE_DIST, BONFIRE_DATASET (see lib/network.mjs); Python trainers run
 // `$BONFIRE_PYTHON -m bonfire_worker` (the NumPy workload).
@@ -38,7 +38,7 @@ if (!Number.isInteger(pythonTrainers) || pythonTrainers < 0) {
 if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be a positive integer, not ${opts.rounds}`);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port must be a port number, not ${opts.port}`);
 if (!['cpu', 'webgpu', 'auto'].includes(opts.backend)) fail(`--backend must be cpu, webgpu or auto, not ${opts.backend}`);
-if (!['auto', 'http'].includes(opts.transport)) fail(`--transport must be auto or http, not ${opts.transport}`);
+if (!['auto', 'webrtc', 'websocket', 'http'].includes(opts.transport)) fail(`--transport must be auto, webrtc, websocket or http, not ${opts.transport}`);
 const out = resolve(opts.out);
 
 function fail(message) {

@@ -17,6 +17,7 @@ mod gpu;
 mod identity;
 mod pages;
 mod trainer;
+mod rtc_bridge;
 mod worker_link;
 
 use dioxus::prelude::*;

@@ -1,6 +1,7 @@
 //! The narrow handle between the page and the `web-peer` training worker. The page only starts,
 //! stops and listens: commands go out and events come back as JSON strings of the
-//! `protocol::worker` types, so the page never links burn or libp2p.
+//! `protocol::worker` types, so the page never links burn or libp2p. The one exception is the
+//! worker's WebRTC connections, whose peer connections the page holds ([`crate::rtc_bridge`]).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -41,10 +42,15 @@ impl WorkerLink {
         let worker = Worker::new(WORKER_SCRIPT).map_err(|e| format!("cannot start the training worker: {e:?}"))?;
 
         let heard = Rc::new(Cell::new(false));
-        let (tx, heard_by_handler) = (events.clone(), heard.clone());
+        let (tx, heard_by_handler, bridged) = (events.clone(), heard.clone(), worker.clone());
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
             heard_by_handler.set(true);
-            let _ = tx.unbounded_send(decode(&message.data()));
+            let data = message.data();
+            if crate::rtc_bridge::is_bridge_message(&data) {
+                crate::rtc_bridge::handle(&bridged, &data);
+                return;
+            }
+            let _ = tx.unbounded_send(decode(&data));
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
 

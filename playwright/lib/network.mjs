@@ -349,6 +349,7 @@ export async function pageState(page) {
       throughput: text('#throughput'),
       peerId: text('#peer-id'),
       link: q('#link')?.getAttribute('data-path') ?? null,
+      linkDetail: text('#link-detail'),
       linkPeers: [...document.querySelectorAll('#link-peers li.link-peer')].map((li) => ({
         peerId: li.getAttribute('data-peer-id'),
         transport: li.getAttribute('data-transport'),
@@ -378,6 +379,18 @@ export async function pageState(page) {
           }
         : null,
     };
+  });
+}
+
+/**
+ * Takes WebRTC away from `page` (as in a browser without it, or with it disabled by policy): the
+ * page, which holds the worker's peer connections, finds no `RTCPeerConnection`. (Chromium's
+ * `--force-webrtc-ip-handling-policy` flags do not stop loopback UDP, so they cannot stand in.)
+ */
+export async function withoutWebrtc(page) {
+  await page.addInitScript(() => {
+    delete window.RTCPeerConnection;
+    delete window.webkitRTCPeerConnection;
   });
 }
 

@@ -1,28 +1,47 @@
 // The tab as a libp2p peer: with the edge's HTTP update route switched off (`--no-http-updates`),
-// the worker dials the seed over WebSocket, learns heads by gossip, announces its signed update by
-// gossip, the seed fetches the delta from the tab over the same connection, and the update is
-// merged. The page shows the transport from the swarm's own events, the dashboard lists the tab as
-// a browser peer on websocket, and the page's frame loop keeps running while the worker trains.
+// the worker dials the seed over WebRTC-direct (the certhash address `GET /api/network` offers
+// first), learns heads by gossip, announces its signed update by gossip, the seed fetches the
+// delta from the tab over the same connection (0.4 MB, past WebRTC's per-message limits), and the
+// update is merged. The page shows the transport from the swarm's own events, the dashboard lists
+// the tab as a browser peer on webrtc-direct, and the page's frame loop keeps running while the
+// worker trains. The second test takes WebRTC away from the page: the tab falls back to WebSocket,
+// says why, and still contributes over libp2p. Rounds wait for the tab, so its update is in each.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { frameStats, startFrameProbe } from '../lib/frames.mjs';
-import { findContribution, pageState, waitFor, withTab } from '../lib/network.mjs';
+import { ROUNDS_WAIT_FOR_TAB, findContribution, pageState, waitFor, withTab, withoutWebrtc } from '../lib/network.mjs';
 
-test('a tab contributes as a WebSocket peer with the HTTP update route off', { timeout: 600_000 }, async () => {
-  await withTab({ extraArgs: ['--no-http-updates'] }, async ({ net, browser, page, describe }) => {
+test('a tab contributes as a WebRTC-direct peer with the HTTP update route off', { timeout: 600_000 }, async () => {
+  await withTab({ extraArgs: ['--no-http-updates', ...ROUNDS_WAIT_FOR_TAB] }, async ({ net, browser, page, describe }) => {
     const network = await (await fetch(`${net.url}/api/network`)).json();
-    assert.ok(network.browser_addrs.length > 0, 'GET /api/network offers a browser address');
-    assert.match(network.browser_addrs[0], /\/ws\/p2p\//);
+    assert.equal(network.browser_addrs.length, 2, `WebRTC-direct and WebSocket: ${network.browser_addrs}`);
+    assert.match(network.browser_addrs[0], /\/udp\/\d+\/webrtc-direct\/certhash\/[\w-]+\/p2p\//);
+    assert.match(network.browser_addrs[1], /\/ws\/p2p\//);
+    await contributesOver('webrtc-direct', { net, browser, page, describe });
+  });
+});
 
+test('without WebRTC the tab falls back to WebSocket and still contributes', { timeout: 600_000 }, async () => {
+  await withTab({ extraArgs: ['--no-http-updates', ...ROUNDS_WAIT_FOR_TAB] }, async ({ net, browser, page, describe }) => {
+    await withoutWebrtc(page);
+    const linked = await contributesOver('websocket', { net, browser, page, describe });
+    assert.match(linked.linkDetail ?? '', /webrtc-direct: .*RTCPeerConnection/, `the page says why WebRTC was passed over: ${linked.linkDetail}`);
+  });
+});
+
+/** Opens the page, contributes, and checks every sign that `transport` carried it; returns the
+ * page state once linked. */
+async function contributesOver(transport, { net, browser, page, describe }) {
+  {
     await page.goto(`${net.url}/?backend=cpu`, { timeout: 60_000 });
     await startFrameProbe(page);
     await page.locator('#contribute').click({ timeout: 60_000 });
 
     const linked = await waitFor(
-      'the worker connected to the seed over WebSocket',
+      `the worker connected to the seed over ${transport}`,
       async () => {
         const s = await pageState(page);
-        return s.link === 'websocket' && s.linkPeers.some((p) => p.role === 'seed' && p.transport === 'websocket') ? s : null;
+        return s.link === transport && s.linkPeers.some((p) => p.role === 'seed' && p.transport === transport) ? s : null;
       },
       { timeoutMs: 120_000, intervalMs: 500, describe },
     );
@@ -32,7 +51,7 @@ test('a tab contributes as a WebSocket peer with the HTTP update route off', { t
       'an update merged after its gossip announcement',
       async () => {
         const s = await pageState(page);
-        return s.accepted >= 1 && s.lastVia === 'websocket' ? s : null;
+        return s.accepted >= 1 && s.lastVia === transport ? s : null;
       },
       { timeoutMs: 240_000, intervalMs: 1_000, describe },
     );
@@ -59,7 +78,7 @@ test('a tab contributes as a WebSocket peer with the HTTP update route off', { t
     const me = (snapshot.peers ?? []).find((p) => p.peer_id === peerId);
     assert.ok(me, `the dashboard lists the tab ${peerId} among its peers: ${JSON.stringify(snapshot.peers)}`);
     assert.equal(me.role, 'browser');
-    assert.equal(me.transport, 'websocket');
+    assert.equal(me.transport, transport);
     const found = findContribution(snapshot, peerId);
     assert.ok(found, 'a head merged the tab’s update');
     assert.equal(found.contributor.runtime, 'browser');
@@ -68,6 +87,7 @@ test('a tab contributes as a WebSocket peer with the HTTP update route off', { t
     await dashboard.goto(`${net.url}/dashboard`, { timeout: 60_000 });
     const row = dashboard.locator(`#peers tr.peer-row[data-peer-id="${peerId}"]`);
     await row.waitFor({ state: 'attached', timeout: 30_000 });
-    assert.equal(await row.getAttribute('data-transport'), 'websocket');
-  });
-});
+    assert.equal(await row.getAttribute('data-transport'), transport);
+    return linked;
+  }
+}

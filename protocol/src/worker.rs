@@ -29,10 +29,14 @@ impl BackendChoice {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TransportChoice {
-    /// As a libp2p peer (WebSocket) when the edge offers an address, the edge's HTTP API while
-    /// no peer connection exists.
+    /// As a libp2p peer over the first of the edge's browser addresses that connects
+    /// (WebRTC-direct, then WebSocket), the edge's HTTP API while no peer connection exists.
     #[default]
     Auto,
+    /// As `Auto`, dialling only WebRTC-direct addresses.
+    Webrtc,
+    /// As `Auto`, dialling only WebSocket addresses.
+    Websocket,
     /// Only the edge's HTTP API.
     Http,
 }
@@ -42,8 +46,22 @@ impl TransportChoice {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "auto" => Some(Self::Auto),
+            "webrtc" => Some(Self::Webrtc),
+            "websocket" => Some(Self::Websocket),
             "http" => Some(Self::Http),
             _ => None,
+        }
+    }
+
+    /// Whether the tab may dial the browser address `addr` (a multiaddr as text).
+    pub fn admits(self, addr: &str) -> bool {
+        let webrtc = addr.contains("/webrtc-direct");
+        let websocket = addr.contains("/ws") || addr.contains("/wss");
+        match self {
+            Self::Auto => true,
+            Self::Webrtc => webrtc,
+            Self::Websocket => websocket && !webrtc,
+            Self::Http => false,
         }
     }
 }
@@ -52,7 +70,7 @@ impl TransportChoice {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkPeer {
     pub peer_id: String,
-    /// `websocket` (the connection's own transport).
+    /// `webrtc-direct` or `websocket` (the connection's own transport).
     pub transport: String,
     /// `seed`, or the role the peer names in identify.
     pub role: String,
@@ -117,4 +135,21 @@ pub enum WorkerEvent {
 pub struct PendingUpdate {
     pub round: u64,
     pub update_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransportChoice;
+
+    #[test]
+    fn a_transport_choice_admits_only_its_own_addresses() {
+        let webrtc = "/ip4/127.0.0.1/udp/4001/webrtc-direct/certhash/uEiDikp5KVUgkLta1EjUN-IKbHk-dUBg8VzKgf5nXxLK46w/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let websocket = "/ip4/127.0.0.1/tcp/4002/ws/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        assert!(TransportChoice::Auto.admits(webrtc) && TransportChoice::Auto.admits(websocket));
+        assert!(TransportChoice::Webrtc.admits(webrtc) && !TransportChoice::Webrtc.admits(websocket));
+        assert!(TransportChoice::Websocket.admits(websocket) && !TransportChoice::Websocket.admits(webrtc));
+        assert!(!TransportChoice::Http.admits(webrtc) && !TransportChoice::Http.admits(websocket));
+        assert_eq!(TransportChoice::parse("webrtc"), Some(TransportChoice::Webrtc));
+        assert_eq!(TransportChoice::parse("carrier-pigeon"), None);
+    }
 }

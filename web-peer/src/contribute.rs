@@ -226,7 +226,10 @@ impl Session {
         let now = js_sys::Date::now();
         if self.link.peer.is_none() && now >= self.link.next_dial_ms {
             let dialled = match self.edge.network().await {
-                Ok(network) => peer::connect(&self.identity, &network.browser_addrs, &self.manifest_id()).await,
+                Ok(network) => {
+                    let addrs: Vec<String> = network.browser_addrs.into_iter().filter(|a| self.transport.admits(a)).collect();
+                    peer::connect(&self.identity, &addrs, &self.manifest_id()).await
+                }
                 Err(e) => Err(e.to_string()),
             };
             match dialled {
@@ -258,6 +261,8 @@ impl Session {
             Some(peer) => {
                 let (version, peers) = peer.peers();
                 self.link.reported = Some(version);
+                // While connected, say why an earlier address (WebRTC-direct) was passed over.
+                let detail = detail.or_else(|| peer.passed_over.as_ref().map(|why| format!("connected over {} after: {why}", peer.transport)));
                 WorkerEvent::Link { path: peer.transport.into(), peers, detail, connect_ms }
             }
             None => WorkerEvent::Link { path: "http-fallback".into(), peers: vec![], detail, connect_ms: None },

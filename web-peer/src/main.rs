@@ -2,7 +2,7 @@
 //! `/web-peer_loader.js`). The page sends [`protocol::worker::WorkerCommand`]s as JSON strings
 //! and receives [`protocol::worker::WorkerEvent`]s the same way; all training happens here, off
 //! the page's thread. Modules: [`peer`] (the worker's libp2p node), [`edge`] (the HTTP client:
-//! bootstrap and fallback), [`backend`] (WebGPU or CPU, measured), [`store`] (IndexedDB),
+//! bootstrap and fallback), [`webrtc`] (WebRTC-direct through the page), [`backend`] (WebGPU or CPU, measured), [`store`] (IndexedDB),
 //! [`contribute`] (the lease → train → deliver loop).
 
 #[cfg(target_arch = "wasm32")]
@@ -15,6 +15,8 @@ mod edge;
 mod peer;
 #[cfg(target_arch = "wasm32")]
 mod store;
+#[cfg(target_arch = "wasm32")]
+mod webrtc;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
+use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity};
 use libp2p::multiaddr::Protocol;
@@ -73,13 +74,17 @@ pub struct Peer {
     shared: Rc<RefCell<Shared>>,
     /// The connection's transport name.
     pub transport: &'static str,
-    /// How long the dial took, noise and yamux included.
+    /// How long the dial took, until the connection was authenticated and multiplexed.
     pub connect_ms: f64,
+    /// Why the addresses tried before this one failed (e.g. WebRTC-direct blocked), if any were.
+    pub passed_over: Option<String>,
 }
 
 /// The transport a browser connection runs over.
 fn transport_of(addr: &Multiaddr) -> &'static str {
-    if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
+    if addr.iter().any(|p| matches!(p, Protocol::WebRTCDirect)) {
+        "webrtc-direct"
+    } else if addr.iter().any(|p| matches!(p, Protocol::Ws(_) | Protocol::Wss(_))) {
         "websocket"
     } else {
         "other"
@@ -99,12 +104,15 @@ pub async fn connect(identity: &Identity, addrs: &[String], experiment: &str) ->
             }
         };
         match dial(identity, addr.clone(), experiment).await {
-            Ok(peer) => return Ok(peer),
-            Err(e) => failures.push(format!("{addr}: {e}")),
+            Ok(mut peer) => {
+                peer.passed_over = (!failures.is_empty()).then(|| failures.join("; "));
+                return Ok(peer);
+            }
+            Err(e) => failures.push(format!("{}: {e}", transport_of(&addr))),
         }
     }
     if failures.is_empty() {
-        return Err("the edge offers no address for browsers (GET /api/network lists no browser_addrs)".into());
+        return Err("the edge offers no address this tab may dial (GET /api/network lists no browser_addrs, or ?transport= rules them out)".into());
     }
     Err(failures.join("; "))
 }
@@ -142,14 +150,23 @@ fn build_swarm(identity: &Identity) -> Result<Swarm<Behaviour>, String> {
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.keypair().clone())
         .with_wasm_bindgen()
         .with_other_transport(|key| {
-            Ok(websocket_websys::Transport::default()
+            let websocket = websocket_websys::Transport::default()
                 .map(|connection, _| FlushAtOnce(connection))
                 .upgrade(Version::V1)
                 .authenticate(noise::Config::new(key)?)
-                .multiplex(yamux::Config::default())
+                .multiplex(yamux::Config::default());
+            // WebRTC brings its own encryption (DTLS, then noise on channel 0) and multiplexing
+            // (a data channel per stream).
+            let webrtc = crate::webrtc::Transport::new(key.clone());
+            Ok(webrtc
+                .or_transport(websocket)
+                .map(|either, _| match either {
+                    futures::future::Either::Left((peer, connection)) => (peer, StreamMuxerBox::new(connection)),
+                    futures::future::Either::Right((peer, muxer)) => (peer, StreamMuxerBox::new(muxer)),
+                })
                 .boxed())
         })
-        .map_err(|e| format!("building the WebSocket transport: {e}"))?
+        .map_err(|e| format!("building the browser transports: {e}"))?
         .with_behaviour(|key| {
             let gossip_config = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(wire::GOSSIP_HEARTBEAT_MS))
@@ -212,7 +229,7 @@ async fn dial(identity: &Identity, addr: Multiaddr, experiment: &str) -> Result<
     shared.borrow_mut().peers.insert(seed, LinkPeer { peer_id: seed.to_string(), transport: transport.into(), role: "seed".into() });
     let (commands, command_rx) = mpsc::unbounded();
     wasm_bindgen_futures::spawn_local(drive(swarm, command_rx, shared.clone(), seed));
-    Ok(Peer { commands, shared, transport, connect_ms })
+    Ok(Peer { commands, shared, transport, connect_ms, passed_over: None })
 }
 
 impl Peer {

@@ -1,4 +1,5 @@
-//! The worker's message plumbing: JSON strings in, JSON strings out.
+//! The worker's message plumbing: JSON strings in, JSON strings out (and the WebRTC bridge's
+//! objects, see `webrtc.rs`).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -35,6 +36,10 @@ pub fn install() {
     let running = Rc::new(Cell::new(false));
     let stop = Rc::new(Cell::new(false));
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if crate::webrtc::is_bridge_message(&event.data()) {
+            crate::webrtc::on_page_message(&event.data());
+            return;
+        }
         let Some(text) = event.data().as_string() else {
             outbox.send(WorkerEvent::Error { message: "the worker only understands JSON strings".into() });
             return;

@@ -7,7 +7,7 @@
 //! | `cargo xtask build` | `setup`, then `cargo build -p bonfire` (dev profile) and `trunk build --release` (→ `dist/`) |
 //! | `cargo xtask up [--port 8080] [--trainers N] [--python-trainers N]` | `build`, prepares MNIST into `.bonfire/dataset`, then runs a local network (`bonfire up`) serving the app; prints the URL |
 //! | `cargo xtask test` | `build`, native tests (`cargo test --workspace --exclude app --exclude web-peer`), the Python package's tests (`pytest python/tests`), then the Playwright tests (`node --test playwright/tests/*.test.mjs`) in headless Chromium |
-//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0] [--transport auto\|http]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
+//! | `cargo xtask e2e --out DIR [--rounds 20] [--backend cpu\|webgpu] [--port 0] [--python-trainers 0] [--transport auto\|webrtc\|websocket\|http]` | `build`, then `node playwright/e2e.mjs`: one browser trains next to the native (and Python) trainers until round N; writes `DIR/summary.json` |
 //! | `cargo xtask drills --out DIR` | runs each fault drill in `native-peer/tests/drills.rs` on its own (a real local network each) and writes `DIR/drills.json`: `name`, `passed`, `observed` (what the drill measured) and `reason` when it failed |
 //! | `cargo xtask bench` | the benchmarks, `#[ignore]`d tests whose names contain `bench`: `cargo test -p bonfire-workload --release` (burn against plain Rust) and `cargo test -p bonfire --bin bonfire` (the NumPy worker through the bridge against burn; the dev profile optimises dependencies), and `node playwright/bench.mjs` (after `build`: a headless tab's training window on WebGPU and on its CPU path against the same window run natively by `bonfire bench-window`); each prints ratios against a baseline measured in the same run |
 //!
@@ -123,7 +123,12 @@ impl Backend {
 /// How the e2e tab reaches the network (`?transport=`).
 #[derive(Clone, Copy, ValueEnum)]
 enum TabTransport {
+    /// WebRTC-direct, falling back to WebSocket, then HTTP.
     Auto,
+    /// WebRTC-direct only (HTTP while it is down).
+    Webrtc,
+    /// WebSocket only (HTTP while it is down).
+    Websocket,
     Http,
 }
 
@@ -131,6 +136,8 @@ impl TabTransport {
     fn as_str(self) -> &'static str {
         match self {
             TabTransport::Auto => "auto",
+            TabTransport::Webrtc => "webrtc",
+            TabTransport::Websocket => "websocket",
             TabTransport::Http => "http",
         }
     }

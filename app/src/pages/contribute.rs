@@ -245,7 +245,7 @@ pub fn Contribute() -> Element {
                 Stat { label: "path",
                     span { id: "link", "data-path": "{link_path}", if link_path.is_empty() { "{NONE}" } else { "{link_path}" } }
                     if let Some(detail) = view.link_detail.clone() {
-                        div { class: "sub", "{detail}" }
+                        div { id: "link-detail", class: "sub", "{detail}" }
                     }
                 }
                 Stat { label: "connection set-up",

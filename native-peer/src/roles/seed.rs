@@ -69,7 +69,8 @@ pub struct Seed {
     /// Listen addresses of connected peers (identify), served as the peer directory.
     peer_addrs: Mutex<HashMap<String, Vec<String>>>,
     listen_addrs: Mutex<Vec<String>>,
-    /// Addresses browsers dial (WebSocket), with `/p2p/<peer id>`.
+    /// Addresses browsers dial, in the order they try them (WebRTC-direct, WebSocket), with
+    /// `/p2p/<peer id>`.
     browser_addrs: Vec<String>,
     http_updates: bool,
     validation: Examples,
@@ -112,12 +113,11 @@ impl Seed {
         if let Some(quic) = listen.quic {
             listen_addrs.push(with_peer(net.listen(quic).await.context("listening for native peers over QUIC")?));
         }
-        if let Some(webrtc) = listen.webrtc {
-            // Not a browser address yet: Chromium has no RTCPeerConnection in Web Workers,
-            // where the tab's swarm runs (see docs/ARCHITECTURE.md, "Transports").
-            listen_addrs.push(with_peer(net.listen(webrtc).await.context("listening on WebRTC-direct")?));
-        }
+        // Browsers try these in order: WebRTC-direct (with its certhash) first, then WebSocket.
         let mut browser_addrs = Vec::new();
+        if let Some(webrtc) = listen.webrtc {
+            browser_addrs.push(with_peer(net.listen(webrtc).await.context("listening on WebRTC-direct")?));
+        }
         if let Some(ws) = listen.websocket {
             browser_addrs.push(with_peer(net.listen(ws).await.context("listening for browsers over WebSocket")?));
         }

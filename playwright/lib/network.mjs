@@ -382,18 +382,6 @@ export async function pageState(page) {
   });
 }
 
-/**
- * Takes WebRTC away from `page` (as in a browser without it, or with it disabled by policy): the
- * page, which holds the worker's peer connections, finds no `RTCPeerConnection`. (Chromium's
- * `--force-webrtc-ip-handling-policy` flags do not stop loopback UDP, so they cannot stand in.)
- */
-export async function withoutWebrtc(page) {
-  await page.addInitScript(() => {
-    delete window.RTCPeerConnection;
-    delete window.webkitRTCPeerConnection;
-  });
-}
-
 /** `bonfire up` flags that make every round wait for the tab (three updates: two native trainers
  * and the tab), with a deadline and lease lifetime long enough for a slow first window. */
 export const ROUNDS_WAIT_FOR_TAB = ['--min-updates', '3', '--round-deadline-secs', '400', '--lease-ttl-secs', '500'];

@@ -1,39 +1,38 @@
 // The tab as a libp2p peer: with the edge's HTTP update route switched off (`--no-http-updates`),
-// the worker dials the seed over WebRTC-direct (the certhash address `GET /api/network` offers
-// first), learns heads by gossip, announces its signed update by gossip, the seed fetches the
-// delta from the tab over the same connection (0.4 MB, past WebRTC's per-message limits), and the
-// update is merged. The page shows the transport from the swarm's own events, the dashboard lists
-// the tab as a browser peer on webrtc-direct, and the page's frame loop keeps running while the
-// worker trains. The second test takes WebRTC away from the page: the tab falls back to WebSocket,
-// says why, and still contributes over libp2p. Rounds wait for the tab, so its update is in each.
+// the worker dials the seed over WebSocket (the first address `GET /api/network` offers), learns
+// heads by gossip, announces its signed update by gossip, the seed fetches the delta from the tab
+// over the same connection, and the update is merged. The page shows the transport from the
+// swarm's own events, the dashboard lists the tab as a browser peer on that transport, and the
+// page's frame loop keeps running while the worker trains. The second test does the same over
+// the experimental WebRTC-direct transport (`?transport=webrtc`: the page holds the peer
+// connection, the worker runs libp2p over the data channels it hands over). Rounds wait for the
+// tab, so its update is in each.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { frameStats, startFrameProbe } from '../lib/frames.mjs';
-import { ROUNDS_WAIT_FOR_TAB, findContribution, pageState, waitFor, withTab, withoutWebrtc } from '../lib/network.mjs';
+import { ROUNDS_WAIT_FOR_TAB, findContribution, pageState, waitFor, withTab } from '../lib/network.mjs';
 
-test('a tab contributes as a WebRTC-direct peer with the HTTP update route off', { timeout: 600_000 }, async () => {
+test('a tab contributes as a WebSocket peer with the HTTP update route off', { timeout: 600_000 }, async () => {
   await withTab({ extraArgs: ['--no-http-updates', ...ROUNDS_WAIT_FOR_TAB] }, async ({ net, browser, page, describe }) => {
     const network = await (await fetch(`${net.url}/api/network`)).json();
-    assert.equal(network.browser_addrs.length, 2, `WebRTC-direct and WebSocket: ${network.browser_addrs}`);
-    assert.match(network.browser_addrs[0], /\/udp\/\d+\/webrtc-direct\/certhash\/[\w-]+\/p2p\//);
-    assert.match(network.browser_addrs[1], /\/ws\/p2p\//);
-    await contributesOver('webrtc-direct', { net, browser, page, describe });
+    assert.equal(network.browser_addrs.length, 2, `WebSocket and WebRTC-direct: ${network.browser_addrs}`);
+    assert.match(network.browser_addrs[0], /\/ws\/p2p\//);
+    assert.match(network.browser_addrs[1], /\/udp\/\d+\/webrtc-direct\/certhash\/[\w-]+\/p2p\//);
+    await contributesOver('websocket', 'auto', { net, browser, page, describe });
   });
 });
 
-test('without WebRTC the tab falls back to WebSocket and still contributes', { timeout: 600_000 }, async () => {
+test('with ?transport=webrtc a tab contributes over WebRTC-direct with the HTTP update route off', { timeout: 600_000 }, async () => {
   await withTab({ extraArgs: ['--no-http-updates', ...ROUNDS_WAIT_FOR_TAB] }, async ({ net, browser, page, describe }) => {
-    await withoutWebrtc(page);
-    const linked = await contributesOver('websocket', { net, browser, page, describe });
-    assert.match(linked.linkDetail ?? '', /webrtc-direct: .*RTCPeerConnection/, `the page says why WebRTC was passed over: ${linked.linkDetail}`);
+    await contributesOver('webrtc-direct', 'webrtc', { net, browser, page, describe });
   });
 });
 
 /** Opens the page, contributes, and checks every sign that `transport` carried it; returns the
  * page state once linked. */
-async function contributesOver(transport, { net, browser, page, describe }) {
+async function contributesOver(transport, choice, { net, browser, page, describe }) {
   {
-    await page.goto(`${net.url}/?backend=cpu`, { timeout: 60_000 });
+    await page.goto(`${net.url}/?backend=cpu&transport=${choice}`, { timeout: 60_000 });
     await startFrameProbe(page);
     await page.locator('#contribute').click({ timeout: 60_000 });
 

@@ -1,8 +1,7 @@
-// The seed restarts and the tab reconnects by itself: a tab contributes over WebRTC-direct, the
-// whole local network stops (the page sees its peer connection close — over WebRTC only missed
-// pings tell — and falls back), then starts again from the same data directory on the same HTTP
-// port; the worker dials the seed's new address (from GET /api/network, the same certhash: the
-// certificate is kept in the data directory) with backoff, and contributes again over WebRTC.
+// The seed restarts and the tab reconnects by itself: a tab contributes over WebSocket, the whole
+// local network stops (the page sees its peer connection close and falls back), then starts again
+// from the same data directory on the same HTTP port; the worker dials the seed's new address
+// (from GET /api/network) with backoff, and contributes again over WebSocket.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,10 +22,10 @@ test('the tab reconnects after the seed restarts', { timeout: 600_000 }, async (
     await page.goto(`${net.url}/?backend=cpu`, { timeout: 60_000 });
     await page.locator('#contribute').click({ timeout: 60_000 });
     const first = await waitFor(
-      'an update merged over WebRTC-direct',
+      'an update merged over WebSocket',
       async () => {
         const s = await pageState(page);
-        return s.accepted >= 1 && s.lastVia === 'webrtc-direct' ? s : null;
+        return s.accepted >= 1 && s.lastVia === 'websocket' ? s : null;
       },
       { timeoutMs: 240_000, intervalMs: 1_000, describe },
     );
@@ -45,10 +44,10 @@ test('the tab reconnects after the seed restarts', { timeout: 600_000 }, async (
     const restartedAt = Date.now();
     net = await startNetwork({ port, dataDir });
     await waitFor(
-      'the worker to reconnect over WebRTC-direct',
+      'the worker to reconnect over WebSocket',
       async () => {
         const s = await pageState(page);
-        return s.link === 'webrtc-direct' && s.linkPeers.some((p) => p.role === 'seed') ? s : null;
+        return s.link === 'websocket' && s.linkPeers.some((p) => p.role === 'seed') ? s : null;
       },
       { timeoutMs: 120_000, intervalMs: 250, describe },
     );
@@ -57,7 +56,7 @@ test('the tab reconnects after the seed restarts', { timeout: 600_000 }, async (
       'another update merged after the restart',
       async () => {
         const s = await pageState(page);
-        return s.accepted > first.accepted && s.lastVia === 'webrtc-direct' ? s : null;
+        return s.accepted > first.accepted && s.lastVia === 'websocket' ? s : null;
       },
       { timeoutMs: 240_000, intervalMs: 1_000, describe },
     );

@@ -30,7 +30,7 @@ impl BackendChoice {
 #[serde(rename_all = "kebab-case")]
 pub enum TransportChoice {
     /// As a libp2p peer over the first of the edge's browser addresses that connects
-    /// (WebRTC-direct, then WebSocket), the edge's HTTP API while no peer connection exists.
+    /// (WebSocket, then WebRTC-direct), the edge's HTTP API while no peer connection exists.
     #[default]
     Auto,
     /// As `Auto`, dialling only WebRTC-direct addresses.

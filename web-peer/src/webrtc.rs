@@ -34,8 +34,10 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// The most bytes one data-channel message carries (the native side reads 8 KiB at a time).
-pub const MAX_MESSAGE: usize = 8000;
+/// The most bytes one data-channel message carries: one SCTP chunk, unfragmented. Larger
+/// messages (8,000 bytes) arrived corrupted at the native side when several streams sent at
+/// once (decode errors in the framing), so a message never needs reassembly there.
+pub const MAX_MESSAGE: usize = 1024;
 /// Writes wait while this much is queued in the channel.
 const MAX_BUFFERED: f64 = 1024.0 * 1024.0;
 
@@ -71,10 +73,10 @@ extern "C" {
 
 #[derive(Default)]
 struct Slot {
-    handshake: Option<oneshot::Sender<DataChannel>>,
+    handshake: Option<oneshot::Sender<Channel>>,
     dialed: Option<oneshot::Sender<Result<String, String>>>,
-    inbound: Option<mpsc::UnboundedSender<DataChannel>>,
-    opened: HashMap<u32, oneshot::Sender<DataChannel>>,
+    inbound: Option<mpsc::UnboundedSender<Channel>>,
+    opened: HashMap<u32, oneshot::Sender<Channel>>,
     closed: Rc<Closed>,
 }
 
@@ -112,9 +114,11 @@ pub fn is_bridge_message(data: &JsValue) -> bool {
     data.is_object() && js_sys::Reflect::get(data, &"rtc".into()).is_ok_and(|v| v.is_string())
 }
 
-/// Takes one message from the page.
+/// Takes one message from the page. A channel gets its handlers here, in the task that
+/// delivered it: a data-channel message that arrived before would be dispatched to nobody.
 pub fn on_page_message(data: &JsValue) {
     let get = |key: &str| js_sys::Reflect::get(data, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    let channel = || Channel::new(get("channel").unchecked_into());
     let kind = get("rtc").as_string().unwrap_or_default();
     let conn = get("conn").as_f64().unwrap_or(0.0) as u32;
     SLOTS.with(|slots| {
@@ -123,7 +127,7 @@ pub fn on_page_message(data: &JsValue) {
         match kind.as_str() {
             "handshake" => {
                 if let Some(tx) = slot.handshake.take() {
-                    let _ = tx.send(get("channel").unchecked_into());
+                    let _ = tx.send(channel());
                 }
             }
             "dialed" => {
@@ -140,13 +144,13 @@ pub fn on_page_message(data: &JsValue) {
             }
             "channel" => {
                 if let Some(tx) = &slot.inbound {
-                    let _ = tx.unbounded_send(get("channel").unchecked_into());
+                    let _ = tx.unbounded_send(channel());
                 }
             }
             "opened" => {
                 let request = get("request").as_f64().unwrap_or(0.0) as u32;
                 if let Some(tx) = slot.opened.remove(&request) {
-                    let _ = tx.send(get("channel").unchecked_into());
+                    let _ = tx.send(channel());
                 }
             }
             "state" => slot.closed.close(format!("the WebRTC connection is {}", get("state").as_string().unwrap_or_default())),
@@ -195,7 +199,9 @@ pub struct Channel(Rc<ChannelInner>);
 impl Channel {
     fn new(dc: DataChannel) -> Self {
         dc.set_binary_type("arraybuffer");
-        dc.set_buffered_amount_low_threshold(MAX_BUFFERED / 2.0);
+        // `bufferedamountlow` then means "all sent": flush and close wait for it, since a
+        // channel closed with data still queued loses that data.
+        dc.set_buffered_amount_low_threshold(0.0);
         let state = Rc::new(RefCell::new(ChannelState { open: dc.ready_state() == "open", ..Default::default() }));
         let wake_all = |s: &mut ChannelState| {
             if let Some(w) = s.read_waker.take() {
@@ -285,11 +291,23 @@ impl AsyncWrite for Channel {
         Poll::Ready(Ok(n))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut s = self.0.state.borrow_mut();
+        if s.closed {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if self.0.dc.buffered_amount() > 0.0 {
+            s.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         Poll::Ready(Ok(()))
     }
 
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.0.state.borrow().closed && self.0.dc.buffered_amount() > 0.0 {
+            self.0.state.borrow_mut().write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
         self.0.dc.close();
         Poll::Ready(Ok(()))
     }
@@ -316,8 +334,8 @@ impl AsyncWrite for Substream {
     }
 }
 
-fn substream(dc: DataChannel) -> (Substream, DropListener<Channel>) {
-    let (stream, listener) = libp2p_webrtc_utils::Stream::new(Channel::new(dc));
+fn substream(channel: Channel) -> (Substream, DropListener<Channel>) {
+    let (stream, listener) = libp2p_webrtc_utils::Stream::new(channel);
     (Substream(SendWrapper::new(stream)), listener)
 }
 
@@ -325,8 +343,8 @@ fn substream(dc: DataChannel) -> (Substream, DropListener<Channel>) {
 
 struct ConnectionInner {
     conn: u32,
-    inbound: mpsc::UnboundedReceiver<DataChannel>,
-    outbound: Option<oneshot::Receiver<DataChannel>>,
+    inbound: mpsc::UnboundedReceiver<Channel>,
+    outbound: Option<oneshot::Receiver<Channel>>,
     drop_listeners: FuturesUnordered<DropListener<Channel>>,
     idle_waker: Option<Waker>,
     closed: Rc<Closed>,

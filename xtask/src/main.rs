@@ -123,9 +123,9 @@ impl Backend {
 /// How the e2e tab reaches the network (`?transport=`).
 #[derive(Clone, Copy, ValueEnum)]
 enum TabTransport {
-    /// WebRTC-direct, falling back to WebSocket, then HTTP.
+    /// WebSocket, then WebRTC-direct, then HTTP.
     Auto,
-    /// WebRTC-direct only (HTTP while it is down).
+    /// WebRTC-direct only (experimental; HTTP while it is down).
     Webrtc,
     /// WebSocket only (HTTP while it is down).
     Websocket,

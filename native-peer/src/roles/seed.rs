@@ -69,7 +69,7 @@ pub struct Seed {
     /// Listen addresses of connected peers (identify), served as the peer directory.
     peer_addrs: Mutex<HashMap<String, Vec<String>>>,
     listen_addrs: Mutex<Vec<String>>,
-    /// Addresses browsers dial, in the order they try them (WebRTC-direct, WebSocket), with
+    /// Addresses browsers dial, in the order they try them (WebSocket, WebRTC-direct), with
     /// `/p2p/<peer id>`.
     browser_addrs: Vec<String>,
     http_updates: bool,
@@ -113,13 +113,15 @@ impl Seed {
         if let Some(quic) = listen.quic {
             listen_addrs.push(with_peer(net.listen(quic).await.context("listening for native peers over QUIC")?));
         }
-        // Browsers try these in order: WebRTC-direct (with its certhash) first, then WebSocket.
+        // Browsers try these in order: WebSocket first; WebRTC-direct (with its certhash) is
+        // second while the tab's WebRTC transport is experimental (its streams stall after a
+        // few rounds, see docs/ARCHITECTURE.md), so a tab uses it only with ?transport=webrtc.
         let mut browser_addrs = Vec::new();
-        if let Some(webrtc) = listen.webrtc {
-            browser_addrs.push(with_peer(net.listen(webrtc).await.context("listening on WebRTC-direct")?));
-        }
         if let Some(ws) = listen.websocket {
             browser_addrs.push(with_peer(net.listen(ws).await.context("listening for browsers over WebSocket")?));
+        }
+        if let Some(webrtc) = listen.webrtc {
+            browser_addrs.push(with_peer(net.listen(webrtc).await.context("listening on WebRTC-direct")?));
         }
         let (events, _) = broadcast::channel(256);
         let seed = Arc::new(Self {

@@ -34,9 +34,10 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// The most bytes one data-channel message carries: one SCTP chunk, unfragmented. Larger
-/// messages (8,000 bytes) arrived corrupted at the native side when several streams sent at
-/// once (decode errors in the framing), so a message never needs reassembly there.
+/// The most bytes one data-channel message carries: one SCTP chunk, so the native side never
+/// reassembles one. A precaution: with 8,000-byte messages the native framing failed to decode
+/// (a delta was lost) until flush and close waited for the queue, and whether 8,000 works since
+/// that fix is not measured.
 pub const MAX_MESSAGE: usize = 1024;
 /// Writes wait while this much is queued in the channel.
 const MAX_BUFFERED: f64 = 1024.0 * 1024.0;

@@ -9,7 +9,8 @@
 //! Two known failures of the stock `libp2p-webrtc-websys` against native `libp2p-webrtc` do not
 //! arise: the page installs `ondatachannel` before the handshake, so streams the native side
 //! opens at once are not lost; and [`Channel`] sends at most [`MAX_MESSAGE`] bytes per
-//! data-channel message, under the 8 KiB the native side reads at once.
+//! data-channel message, well under the 8 KiB the native side takes. A channel also flushes and
+//! closes only once its send queue is empty: closing with data queued loses that data.
 //!
 //! Messages between worker and page are plain objects with an `rtc` field (the JSON-string
 //! messages of `protocol::worker` cannot carry a data channel).
@@ -160,9 +161,12 @@ pub fn on_page_message(data: &JsValue) {
     });
 }
 
+/// Drops connection `conn` here and asks the page to close it (once: closing and dropping a
+/// connection both end up here).
 fn forget(conn: u32) {
-    SLOTS.with(|slots| slots.borrow_mut().remove(&conn));
-    post(&[("rtc", "close".into()), ("conn", conn.into())]);
+    if SLOTS.with(|slots| slots.borrow_mut().remove(&conn)).is_some() {
+        post(&[("rtc", "close".into()), ("conn", conn.into())]);
+    }
 }
 
 // ---- one data channel as a byte stream ----
